@@ -1,0 +1,316 @@
+// Package contract is the runner's environment contract: the variables
+// dispatch (or any executor) sets for one build, and how they are checked.
+// Both sides use this one definition, so a new variable cannot be set by one
+// and missed by the other.
+package contract
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/alternatefutures/af-builder/shared/validate"
+)
+
+// Env is one build's configuration. Fields are validated by Validate, not by
+// envconfig tags, so that every problem is reported at once and by name.
+type Env struct {
+	BuildJobID    string `env:"BUILD_JOB_ID"`
+	CallbackURL   string `env:"CALLBACK_URL"`
+	CallbackToken string `env:"CALLBACK_TOKEN"`
+	RepoCloneURL  string `env:"REPO_CLONE_URL"`
+	RepoRef       string `env:"REPO_REF"`
+	ImageTag      string `env:"IMAGE_TAG"`
+	RegistryUser  string `env:"GHCR_USER"`
+	RegistryToken string `env:"GHCR_TOKEN"`
+	RootDirectory string `env:"ROOT_DIRECTORY, default=."`
+	BuildCommand  string `env:"BUILD_COMMAND"`
+	StartCommand  string `env:"START_COMMAND"`
+	// The _B64 forms are what service-cloud-api sends today; they win over the
+	// plain ones when both are set.
+	BuildCommandB64 string `env:"BUILD_COMMAND_B64"`
+	StartCommandB64 string `env:"START_COMMAND_B64"`
+	RepoSourceURL   string `env:"REPO_SOURCE_URL"`
+	RepoOwner       string `env:"REPO_OWNER"`
+	RepoName        string `env:"REPO_NAME"`
+	DockerHost      string `env:"DOCKER_HOST"`
+	// BuildNetwork is the engine's network mode for RUN steps; empty means the
+	// daemon's default.
+	BuildNetwork      string        `env:"BUILD_NETWORK"`
+	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
+	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
+}
+
+// FieldError names the variable that is wrong.
+type FieldError struct {
+	Var string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Var + " " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Errors is every problem found in one Env.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return "invalid build configuration: " + strings.Join(parts, "; ")
+}
+
+// Fields lists the names of the offending variables.
+func (es Errors) Fields() []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Var
+	}
+	return out
+}
+
+// Load reads the contract from lookup (envconfig.OsLookuper() in the runner)
+// and validates it. It returns the Env it could read even when validation
+// fails, so the caller can still report the failure through the callback.
+func Load(ctx context.Context, lookup envconfig.Lookuper) (Env, error) {
+	// envconfig stops at the first value it cannot decode (only durations
+	// can fail). Name that variable, read the contract again with it unset
+	// (so it takes its default) and go on, so that every problem is reported
+	// at once. Values are never echoed: the decoder's message quotes them.
+	var unread Errors
+	skip := map[string]bool{}
+	for {
+		var e Env
+		err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &e, Lookuper: skipLookuper{lookup, skip}})
+		if err == nil {
+			var errs Errors
+			if nerr := e.Normalize(); nerr != nil && !errors.As(nerr, &errs) {
+				return e, nerr
+			}
+			if errs = append(unread, errs...); len(errs) > 0 {
+				return e, errs
+			}
+			return e, nil
+		}
+		v, msg := undecodable(err)
+		if v == "" || skip[v] {
+			return e, append(unread, &FieldError{Var: "environment", Err: errors.New("could not be read")})
+		}
+		skip[v] = true
+		unread = append(unread, &FieldError{Var: v, Err: errors.New(msg)})
+	}
+}
+
+// skipLookuper hides the variables that could not be decoded.
+type skipLookuper struct {
+	l    envconfig.Lookuper
+	skip map[string]bool
+}
+
+func (s skipLookuper) Lookup(key string) (string, bool) {
+	if s.skip[key] {
+		return "", false
+	}
+	return s.l.Lookup(key)
+}
+
+// undecodable names the variable behind an envconfig decode error, which
+// starts with the Go field's name, and says what it should look like.
+func undecodable(err error) (string, string) {
+	t := reflect.TypeFor[Env]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if key == "" || !strings.HasPrefix(err.Error(), f.Name+":") {
+			continue
+		}
+		if f.Type == reflect.TypeFor[time.Duration]() {
+			return strings.TrimSpace(key), "is not a duration like 5s or 30m"
+		}
+		return strings.TrimSpace(key), "could not be read"
+	}
+	return "", ""
+}
+
+// Normalize validates every field, decodes the _B64 commands into
+// BuildCommand/StartCommand and cleans RootDirectory.
+func (e *Env) Normalize() error {
+	var errs Errors
+	check := func(v string, err error) {
+		if err != nil {
+			errs = append(errs, &FieldError{Var: v, Err: err})
+		}
+	}
+	required := func(v, val string, fn func(string) error) {
+		if val == "" {
+			check(v, errors.New("is required"))
+			return
+		}
+		check(v, fn(val))
+	}
+	required("BUILD_JOB_ID", e.BuildJobID, validate.BuildJobID)
+	required("CALLBACK_URL", e.CallbackURL, validate.CallbackURL)
+	required("CALLBACK_TOKEN", e.CallbackToken, func(s string) error {
+		if len(s) > 1024 || strings.ContainsAny(s, " \r\n\t") {
+			return errors.New("is not a token")
+		}
+		return nil
+	})
+	required("REPO_CLONE_URL", e.RepoCloneURL, validate.CloneURL)
+	required("REPO_REF", e.RepoRef, validate.Ref)
+	required("IMAGE_TAG", e.ImageTag, validate.ImageTag)
+	if (e.RegistryUser == "") != (e.RegistryToken == "") {
+		check("GHCR_USER", errors.New("and GHCR_TOKEN must be set together"))
+	}
+	root, err := validate.RootDirectory(e.RootDirectory)
+	check("ROOT_DIRECTORY", err)
+	if err == nil {
+		e.RootDirectory = root
+	}
+	e.BuildCommand = e.command("BUILD_COMMAND", e.BuildCommand, e.BuildCommandB64, check)
+	e.StartCommand = e.command("START_COMMAND", e.StartCommand, e.StartCommandB64, check)
+	e.BuildCommandB64, e.StartCommandB64 = "", ""
+	if e.RepoSourceURL != "" {
+		check("REPO_SOURCE_URL", validate.SourceURL(e.RepoSourceURL))
+	}
+	if e.RepoOwner != "" {
+		check("REPO_OWNER", validate.RepoOwner(e.RepoOwner))
+	}
+	if e.RepoName != "" {
+		check("REPO_NAME", validate.RepoName(e.RepoName))
+	}
+	switch e.BuildNetwork {
+	case "", "default", "host", "none", "bridge":
+	default:
+		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
+	}
+	if e.LogStreamInterval < 500*time.Millisecond || e.LogStreamInterval > 5*time.Minute {
+		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
+	}
+	if e.BuildTimeout < 10*time.Second || e.BuildTimeout > 6*time.Hour {
+		check("BUILD_TIMEOUT", errors.New("must be between 10s and 6h"))
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (e *Env) command(v, plain, b64 string, check func(string, error)) string {
+	if b64 != "" {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+		if err != nil {
+			// URL-safe encoders exist upstream too; accept either alphabet.
+			raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(b64), "="))
+		}
+		if err != nil {
+			check(v+"_B64", errors.New("is not valid base64"))
+			return ""
+		}
+		plain, v = string(raw), v+"_B64"
+	}
+	if plain == "" {
+		return ""
+	}
+	out, err := validate.Command(plain)
+	check(v, err)
+	return out
+}
+
+// CallbackUsable reports whether enough of the contract is valid to report a
+// failure to the platform.
+func (e Env) CallbackUsable() bool {
+	return validate.BuildJobID(e.BuildJobID) == nil &&
+		validate.CallbackURL(e.CallbackURL) == nil &&
+		e.CallbackToken != ""
+}
+
+// Secrets returns every secret value in the contract, for redaction.
+func (e Env) Secrets() []string {
+	out := []string{e.CallbackToken, e.RegistryToken}
+	if u, err := url.Parse(e.RepoCloneURL); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		}
+	}
+	var nonEmpty []string
+	for _, s := range out {
+		if s != "" {
+			nonEmpty = append(nonEmpty, s)
+		}
+	}
+	return nonEmpty
+}
+
+// Var is one environment variable of the contract as an executor sets it.
+type Var struct {
+	Name   string
+	Value  string
+	Secret bool // must come from a secret store, never a plain env value
+}
+
+// Vars renders the contract as the variables an executor sets for the runner.
+// Empty optional values are left out. Commands are passed base64-encoded so
+// that quoting survives every hop.
+func (e Env) Vars() []Var {
+	vs := []Var{
+		{Name: "BUILD_JOB_ID", Value: e.BuildJobID},
+		{Name: "CALLBACK_URL", Value: e.CallbackURL},
+		{Name: "CALLBACK_TOKEN", Value: e.CallbackToken, Secret: true},
+		{Name: "REPO_CLONE_URL", Value: e.RepoCloneURL, Secret: true},
+		{Name: "REPO_REF", Value: e.RepoRef},
+		{Name: "IMAGE_TAG", Value: e.ImageTag},
+		{Name: "GHCR_USER", Value: e.RegistryUser},
+		{Name: "GHCR_TOKEN", Value: e.RegistryToken, Secret: true},
+		{Name: "ROOT_DIRECTORY", Value: e.RootDirectory},
+		{Name: "REPO_SOURCE_URL", Value: e.RepoSourceURL},
+		{Name: "REPO_OWNER", Value: e.RepoOwner},
+		{Name: "REPO_NAME", Value: e.RepoName},
+		{Name: "DOCKER_HOST", Value: e.DockerHost},
+		{Name: "BUILD_NETWORK", Value: e.BuildNetwork},
+	}
+	if e.BuildCommand != "" {
+		vs = append(vs, Var{Name: "BUILD_COMMAND_B64", Value: base64.StdEncoding.EncodeToString([]byte(e.BuildCommand))})
+	}
+	if e.StartCommand != "" {
+		vs = append(vs, Var{Name: "START_COMMAND_B64", Value: base64.StdEncoding.EncodeToString([]byte(e.StartCommand))})
+	}
+	if e.LogStreamInterval != 0 {
+		vs = append(vs, Var{Name: "LOG_STREAM_INTERVAL", Value: e.LogStreamInterval.String()})
+	}
+	if e.BuildTimeout != 0 {
+		vs = append(vs, Var{Name: "BUILD_TIMEOUT", Value: e.BuildTimeout.String()})
+	}
+	out := vs[:0]
+	for _, v := range vs {
+		if v.Value != "" {
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Environ renders Vars as KEY=VALUE pairs for a child process.
+func (e Env) Environ() []string {
+	vs := e.Vars()
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Name + "=" + v.Value
+	}
+	return out
+}
+
+// String never prints secrets, so an Env can be logged safely by mistake.
+func (e Env) String() string {
+	return fmt.Sprintf("build %s ref %s image %s root %s", e.BuildJobID, e.RepoRef, e.ImageTag, e.RootDirectory)
+}
