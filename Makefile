@@ -1,0 +1,43 @@
+# af-builder. `make test` and `make demo` install or start what they need
+# (scripts/deps.sh) on Debian/Ubuntu as root, and say what is missing elsewhere.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PKGS := ./...
+
+.PHONY: all build test unit e2e race lint deps kube bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/runner ./runner
+	$(GO) build -o $(BIN)/dispatch ./functions/dispatch
+
+deps:
+	bash scripts/deps.sh
+
+# kube-apiserver and etcd for the dispatch tests; built once per machine and
+# cached under ~/.cache/af-builder/kube.
+kube:
+	bash tools/kube/build.sh
+
+# Every test: unit, the real Kubernetes API tests, and the end-to-end suite
+# against a real dockerd, registry and git server.
+test: deps kube
+	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh --print-dir) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+e2e: deps
+	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/
+
+clean:
+	rm -rf $(BIN)

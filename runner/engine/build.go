@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/docker/cli/cli/config/types"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/filesync"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
+	"github.com/tonistiigi/fsutil"
+
+	"github.com/alternatefutures/af-builder/runner/failure"
+)
+
+// BuildRequest is one image build.
+type BuildRequest struct {
+	ContextDir     string
+	DockerfileDir  string
+	DockerfileName string // within DockerfileDir
+	Tag            string
+	Labels         map[string]string
+	BuildArgs      map[string]string
+	// NetworkMode for RUN steps: "" for the daemon's default, or host/none/bridge.
+	NetworkMode string
+	// BuildID names the build on the daemon so it can be cancelled.
+	BuildID string
+	// Registry credentials offered to the build for private FROM images on
+	// RegistryHost.
+	RegistryHost, RegistryUser, RegistryToken string
+}
+
+// Build runs req with BuildKit, streaming progress lines to out, and returns
+// the image id. Cancelling ctx stops the build on the daemon.
+//
+// The build context travels over a BuildKit session (filesync), not as a tar
+// upload: only files the Dockerfile needs are sent, and .dockerignore is
+// honoured by BuildKit itself.
+func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (string, error) {
+	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the build context", err)
+	}
+	dfFS, err := fsutil.NewFS(req.DockerfileDir)
+	if err != nil {
+		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the Dockerfile directory", err)
+	}
+
+	// The session outlives the build request: BuildKit keeps calling back into
+	// it until the stream ends.
+	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSession()
+	sess, err := session.NewSession(sessCtx, "af-builder")
+	if err != nil {
+		return "", failure.New(failure.Build, failure.Infrastructure, "cannot start a BuildKit session", err)
+	}
+	sess.Allow(filesync.NewFSSyncProvider(filesync.StaticDirSource{"context": ctxFS, "dockerfile": dfFS}))
+	sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+			if req.RegistryUser != "" && host == req.RegistryHost {
+				return types.AuthConfig{Username: req.RegistryUser, Password: req.RegistryToken, ServerAddress: host}, nil
+			}
+			return types.AuthConfig{}, nil
+		},
+	}))
+	sessDone := make(chan error, 1)
+	go func() {
+		sessDone <- sess.Run(sessCtx, func(ctx context.Context, proto string, meta map[string][]string) (net.Conn, error) {
+			return e.cli.DialHijack(ctx, "/session", proto, meta)
+		})
+	}()
+	defer func() {
+		sess.Close()
+		stopSession()
+		<-sessDone
+	}()
+
+	args := make(map[string]*string, len(req.BuildArgs))
+	for k, v := range req.BuildArgs {
+		args[k] = &v
+	}
+	res, err := e.cli.ImageBuild(ctx, nil, client.ImageBuildOptions{
+		Version:       build.BuilderBuildKit,
+		SessionID:     sess.ID(),
+		BuildID:       req.BuildID,
+		RemoteContext: "client-session",
+		Dockerfile:    req.DockerfileName,
+		Tags:          []string{req.Tag},
+		Labels:        req.Labels,
+		BuildArgs:     args,
+		NetworkMode:   req.NetworkMode,
+		Remove:        true,
+		ForceRemove:   true,
+	})
+	if err != nil {
+		return "", e.buildFailed(ctx, req.BuildID, err)
+	}
+	defer res.Body.Close()
+	id, err := buildStream(ctx, res.Body, out)
+	if err != nil {
+		return "", e.buildFailed(ctx, req.BuildID, err)
+	}
+	if id == "" {
+		return "", failure.New(failure.Build, failure.Infrastructure, "the engine finished without reporting an image", nil)
+	}
+	return id, nil
+}
+
+// buildFailed classifies a build error and, when ours was the side that gave
+// up, makes sure the daemon stops too.
+func (e *Engine) buildFailed(ctx context.Context, buildID string, err error) error {
+	if ctx.Err() != nil {
+		// Closing the request already stops the build; BuildCancel is the
+		// safeguard for a daemon that missed the disconnect.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = e.cli.BuildCancel(cctx, buildID, client.BuildCancelOptions{})
+		return failure.New(failure.Build, failure.Transient, "build stopped before it finished", context.Cause(ctx))
+	}
+	var se *StreamError
+	if errors.As(err, &se) {
+		return classifyBuildError(se.Message, err)
+	}
+	return failure.New(failure.Build, failure.Infrastructure, "the Docker engine failed during the build", err)
+}
+
+// classifyBuildError separates the repository's faults (a failing step, a
+// bad Dockerfile, a base image that does not exist) from the engine's.
+func classifyBuildError(msg string, err error) error {
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "did not complete successfully"),
+		strings.Contains(lower, "dockerfile parse error"),
+		strings.Contains(lower, "failed to parse dockerfile"),
+		strings.Contains(lower, "unknown instruction"),
+		strings.Contains(lower, "failed to compute cache key"),
+		strings.Contains(lower, "not found") && strings.Contains(lower, "failed to solve"),
+		strings.Contains(lower, "pull access denied"),
+		strings.Contains(lower, "failed to read dockerfile"):
+		return failure.New(failure.Build, failure.User, msg, err)
+	case strings.Contains(lower, "timeout"), strings.Contains(lower, "connection reset"),
+		strings.Contains(lower, "too many requests"), strings.Contains(lower, "temporary"):
+		return failure.New(failure.Build, failure.Transient, msg, err)
+	default:
+		return failure.New(failure.Build, failure.User, msg, err)
+	}
+}

@@ -1,0 +1,285 @@
+// Package pipeline runs one build's phases in order — engine, clone, detect,
+// plan, build, push — each with its own time limit and a line in the build log.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+
+	"github.com/alternatefutures/af-builder/runner/buildlog"
+	"github.com/alternatefutures/af-builder/runner/clone"
+	"github.com/alternatefutures/af-builder/runner/detect"
+	"github.com/alternatefutures/af-builder/runner/engine"
+	"github.com/alternatefutures/af-builder/runner/failure"
+	"github.com/alternatefutures/af-builder/runner/plan"
+	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/redact"
+)
+
+// Timeouts bound each phase; the build phase gets whatever the overall
+// BUILD_TIMEOUT leaves.
+type Timeouts struct {
+	Engine, Clone, Detect, Plan, Push time.Duration
+}
+
+// DefaultTimeouts suit a dind sidecar and GitHub.
+var DefaultTimeouts = Timeouts{
+	Engine: 2 * time.Minute,
+	Clone:  5 * time.Minute,
+	Detect: time.Minute,
+	Plan:   10 * time.Minute,
+	Push:   15 * time.Minute,
+}
+
+// Config is everything one run needs.
+type Config struct {
+	Env      contract.Env
+	WorkDir  string // an empty directory for the checkout
+	Nixpacks plan.Nixpacks
+	Log      *buildlog.Log
+	Timeouts Timeouts
+	Now      func() time.Time
+}
+
+// Outcome is what a build produced, as far as it got.
+type Outcome struct {
+	CommitSHA   string
+	ImageDigest string
+	ImageID     string
+	Detected    detect.Result
+	Timings     map[string]time.Duration
+	// Phase is the phase running when Run returned.
+	Phase failure.Phase
+}
+
+// TimingsMs renders Timings for the callback.
+func (o Outcome) TimingsMs() map[string]int64 {
+	out := make(map[string]int64, len(o.Timings))
+	for k, v := range o.Timings {
+		out[k] = v.Milliseconds()
+	}
+	return out
+}
+
+// Run executes the phases. Its error is always a *failure.Error.
+func Run(ctx context.Context, cfg Config) (out Outcome, err error) {
+	out.Timings = map[string]time.Duration{}
+	defer func() {
+		// A crash in any phase still ends in a terminal callback.
+		if r := recover(); r != nil {
+			cfg.Log.Printf(string(out.Phase), "internal error: %v", r)
+			fmt.Fprintf(os.Stderr, "panic: %v\n%s", r, debug.Stack())
+			err = failure.New(out.Phase, failure.Infrastructure, fmt.Sprintf("the runner crashed: %v", r), nil)
+		}
+	}()
+	r := &run{cfg: cfg, out: &out}
+	for _, p := range []struct {
+		phase   failure.Phase
+		timeout time.Duration
+		fn      func(context.Context) error
+	}{
+		{failure.Engine, cfg.Timeouts.Engine, r.waitEngine},
+		{failure.Clone, cfg.Timeouts.Clone, r.cloneRepo},
+		{failure.Detect, cfg.Timeouts.Detect, r.detectSource},
+		{failure.Plan, cfg.Timeouts.Plan, r.makePlan},
+		{failure.Build, 0, r.buildImage},
+		{failure.Push, cfg.Timeouts.Push, r.pushImage},
+	} {
+		out.Phase = p.phase
+		if err := r.phase(ctx, p.phase, p.timeout, p.fn); err != nil {
+			if r.eng != nil {
+				r.eng.Close()
+			}
+			return out, err
+		}
+	}
+	r.eng.Close()
+	return out, nil
+}
+
+type run struct {
+	cfg  Config
+	out  *Outcome
+	eng  *engine.Engine
+	dir  string // resolved ROOT_DIRECTORY
+	plan plan.Plan
+	tag  string
+}
+
+func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration, fn func(context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return failure.New(p, failure.Transient, "stopped before it started", context.Cause(ctx))
+	}
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		pctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%s phase exceeded its %s limit", p, timeout))
+	}
+	defer cancel()
+	start := time.Now()
+	err := fn(pctx)
+	d := time.Since(start)
+	r.out.Timings[string(p)] = d
+	if err != nil {
+		fe := failure.From(p, err)
+		if ctx.Err() == nil && pctx.Err() != nil {
+			fe = failure.New(p, failure.Transient, context.Cause(pctx).Error(), err)
+		}
+		r.cfg.Log.Printf(string(p), "failed after %s: %s", round(d), fe.Message)
+		return fe
+	}
+	r.cfg.Log.Printf(string(p), "done in %s", round(d))
+	return nil
+}
+
+func round(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func (r *run) waitEngine(ctx context.Context) error {
+	eng, err := engine.Connect(r.cfg.Env.DockerHost)
+	if err != nil {
+		return err
+	}
+	r.eng = eng
+	r.cfg.Log.Printf("engine", "waiting for the Docker engine")
+	v, err := eng.WaitReady(ctx)
+	if err != nil {
+		return err
+	}
+	r.cfg.Log.Printf("engine", "Docker engine ready (API %s)", v)
+	return nil
+}
+
+func (r *run) cloneRepo(ctx context.Context) error {
+	e := r.cfg.Env
+	r.cfg.Log.Printf("clone", "fetching %s at %s", redact.URL(e.RepoCloneURL), e.RepoRef)
+	res, err := clone.Checkout(ctx, e.RepoCloneURL, e.RepoRef, filepath.Join(r.cfg.WorkDir, "src"))
+	if err != nil {
+		return err
+	}
+	r.out.CommitSHA = res.CommitSHA
+	r.cfg.Log.Printf("clone", "checked out commit %s", res.CommitSHA)
+	dir, err := clone.ResolveRoot(res.Dir, e.RootDirectory)
+	if err != nil {
+		return err
+	}
+	if e.RootDirectory != "." {
+		r.cfg.Log.Printf("clone", "building in root directory %s", e.RootDirectory)
+	}
+	r.dir = dir
+	return nil
+}
+
+func (r *run) detectSource(ctx context.Context) error {
+	res, err := detect.Detect(ctx, r.dir)
+	if err != nil {
+		return failure.New(failure.Detect, failure.Infrastructure, "cannot read the source directory", err)
+	}
+	for _, l := range res.LogLines() {
+		r.cfg.Log.Line("detect", l)
+	}
+	r.out.Detected = res
+	return nil
+}
+
+func (r *run) makePlan(ctx context.Context) error {
+	e := r.cfg.Env
+	src := plan.Source{
+		Dir:          r.dir,
+		Detected:     r.out.Detected,
+		BuildCommand: e.BuildCommand,
+		StartCommand: e.StartCommand,
+		CacheKey:     cacheKey(e.ImageTag, e.RootDirectory),
+	}
+	w := r.cfg.Log.Writer("plan")
+	defer w.Close()
+	p, err := plan.For(src, r.cfg.Nixpacks).Plan(ctx, src, w)
+	if err != nil {
+		return err
+	}
+	r.plan = p
+	r.out.Detected = p.Detected
+	return nil
+}
+
+// cacheKey names a service's build cache: the image repository without its
+// tag (one per service), plus the root directory for monorepos.
+func cacheKey(imageTag, root string) string {
+	name := imageTag
+	if ref, err := reference.ParseNormalizedNamed(imageTag); err == nil {
+		name = reference.Path(ref)
+	}
+	key := strings.NewReplacer("/", "-", ":", "-").Replace(name)
+	if root != "." {
+		key += "-" + strings.NewReplacer("/", "-").Replace(root)
+	}
+	return key
+}
+
+func (r *run) buildImage(ctx context.Context) error {
+	e := r.cfg.Env
+	now := time.Now
+	if r.cfg.Now != nil {
+		now = r.cfg.Now
+	}
+	source := e.RepoSourceURL
+	if source == "" {
+		source = strings.TrimSuffix(redact.URL(e.RepoCloneURL), ".git")
+	}
+	host := ""
+	if ref, err := reference.ParseNormalizedNamed(e.ImageTag); err == nil {
+		host = reference.Domain(ref)
+	}
+	network := e.BuildNetwork
+	if network == "default" {
+		network = ""
+	}
+	w := r.cfg.Log.Writer("build")
+	defer w.Close()
+	id, err := r.eng.Build(ctx, engine.BuildRequest{
+		ContextDir:     r.plan.ContextDir,
+		DockerfileDir:  r.plan.DockerfileDir,
+		DockerfileName: r.plan.DockerfileName,
+		Tag:            e.ImageTag,
+		Labels: map[string]string{
+			"org.opencontainers.image.source":   source,
+			"org.opencontainers.image.revision": r.out.CommitSHA,
+			"org.opencontainers.image.created":  now().UTC().Format(time.RFC3339),
+		},
+		NetworkMode:   network,
+		BuildID:       "af-" + e.BuildJobID,
+		RegistryHost:  host,
+		RegistryUser:  e.RegistryUser,
+		RegistryToken: e.RegistryToken,
+	}, w)
+	if err != nil {
+		return err
+	}
+	r.out.ImageID = id
+	r.cfg.Log.Printf("build", "built image %s", id)
+	return nil
+}
+
+func (r *run) pushImage(ctx context.Context) error {
+	e := r.cfg.Env
+	r.cfg.Log.Printf("push", "pushing %s", e.ImageTag)
+	w := r.cfg.Log.Writer("push")
+	defer w.Close()
+	digest, err := r.eng.Push(ctx, e.ImageTag, e.RegistryUser, e.RegistryToken, w)
+	if err != nil {
+		return err
+	}
+	r.out.ImageDigest = digest
+	r.cfg.Log.Printf("push", "pushed %s@%s", e.ImageTag, digest)
+	return nil
+}

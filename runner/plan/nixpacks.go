@@ -1,0 +1,118 @@
+package plan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/alternatefutures/af-builder/runner/detect"
+	"github.com/alternatefutures/af-builder/runner/failure"
+)
+
+// Nixpacks writes a Dockerfile with the nixpacks CLI:
+//
+//	nixpacks build DIR --out DIR [--build-cmd CMD] [--start-cmd CMD] --cache-key KEY
+//
+// which leaves DIR/.nixpacks/Dockerfile, then builds it like any other.
+type Nixpacks struct {
+	// Bin is the nixpacks executable; "nixpacks" from PATH when empty.
+	Bin string
+}
+
+func (n Nixpacks) bin() string {
+	if n.Bin != "" {
+		return n.Bin
+	}
+	return "nixpacks"
+}
+
+// Plan runs nixpacks. It never passes --env: Nixpacks bakes those values into
+// the image, and the only values the runner has to hand are secrets.
+func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, error) {
+	if _, err := exec.LookPath(n.bin()); err != nil {
+		return Plan{}, failure.New(failure.Plan, failure.Infrastructure,
+			"the repository has no Dockerfile and nixpacks is not installed in the runner image", err)
+	}
+	detected := src.Detected
+	if out, err := n.run(ctx, nil, "plan", src.Dir, "--format", "json"); err == nil {
+		detected = detect.RefineWithNixpacksPlan(detected, out)
+	} else {
+		// Plan output only refines detection; the build below decides success.
+		fmt.Fprintf(log, "nixpacks plan gave no result (%v); keeping the detected settings\n", err)
+	}
+
+	args := []string{"build", src.Dir, "--out", src.Dir}
+	if src.CacheKey != "" {
+		args = append(args, "--cache-key", src.CacheKey)
+	}
+	if src.BuildCommand != "" {
+		args = append(args, "--build-cmd", src.BuildCommand)
+	}
+	if src.StartCommand != "" {
+		args = append(args, "--start-cmd", src.StartCommand)
+	}
+	fmt.Fprintf(log, "generating a Dockerfile with %s\n", strings.Join(append([]string{"nixpacks"}, args...), " "))
+	if _, err := n.run(ctx, log, args...); err != nil {
+		if ctx.Err() != nil {
+			return Plan{}, failure.New(failure.Plan, failure.Transient, "nixpacks did not finish in time", ctx.Err())
+		}
+		// Nixpacks exits non-zero when it cannot tell how to build the app.
+		return Plan{}, failure.New(failure.Plan, failure.User,
+			"nixpacks could not work out how to build this directory; add a Dockerfile or set a build and start command", err)
+	}
+	dfDir := filepath.Join(src.Dir, ".nixpacks")
+	if fi, err := os.Stat(filepath.Join(dfDir, "Dockerfile")); err != nil || !fi.Mode().IsRegular() {
+		return Plan{}, failure.New(failure.Plan, failure.Infrastructure, "nixpacks did not write .nixpacks/Dockerfile", err)
+	}
+	return Plan{
+		Kind:           "nixpacks",
+		ContextDir:     src.Dir,
+		DockerfileDir:  dfDir,
+		DockerfileName: "Dockerfile",
+		Detected:       detected,
+	}, nil
+}
+
+// run executes nixpacks with a minimal environment: the runner's own holds
+// the callback, registry and git tokens, and nixpacks has no use for them.
+// With log set, output streams there; otherwise stdout is returned.
+func (n Nixpacks) run(ctx context.Context, log io.Writer, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, n.bin(), args...)
+	cmd.Env = nixpacksEnv()
+	var stdout, stderr bytes.Buffer
+	if log != nil {
+		cmd.Stdout, cmd.Stderr = log, log
+	} else {
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 500 {
+			msg = msg[len(msg)-500:]
+		}
+		if msg != "" {
+			return nil, fmt.Errorf("nixpacks %s exited with %d: %s", args[0], ee.ExitCode(), msg)
+		}
+		return nil, fmt.Errorf("nixpacks %s exited with %d", args[0], ee.ExitCode())
+	}
+	return stdout.Bytes(), err
+}
+
+func nixpacksEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PATH" || k == "HOME" || k == "TMPDIR" || strings.HasPrefix(k, "NIXPACKS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo run for real: a Docker engine, a
+# registry, htpasswd, a static busybox for base images, etcd and git.
+# On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have dockerd          || need+=(docker.io)
+have docker-registry  || need+=(docker-registry)
+have htpasswd         || need+=(apache2-utils)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have etcd             || need+=(etcd-server)
+have git              || need+=(git)
+[ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "deps: missing Debian packages: ${need[*]}" >&2
+  echo "deps: install them with: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
