@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e race lint deps kube bench clean
+.PHONY: all build test unit e2e sample lint deps kube bench clean
 
 all: build
 
@@ -31,6 +31,11 @@ unit:
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+
+# The runner on an embedded sample: a monorepo with a multi-stage Dockerfile,
+# and an app without one (Nixpacks stand-in), built and pushed for real.
+sample: deps
+	$(GO) test -count=1 -v -run 'TestPinnedCommitInRootDirectory|TestNixpacksPlan' ./runner/e2e/
 
 lint:
 	$(GO) vet $(PKGS)

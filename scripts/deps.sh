@@ -8,7 +8,6 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have dockerd          || need+=(docker.io)
 have docker-registry  || need+=(docker-registry)
-have htpasswd         || need+=(apache2-utils)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have etcd             || need+=(etcd-server)
 have git              || need+=(git)

@@ -286,3 +286,23 @@ func sleepRunning(marker string) bool {
 	}
 	return false
 }
+
+func TestBuildTimeoutEndsInOneFailedCallbackAndStopsTheBuild(t *testing.T) {
+	marker := strconv.Itoa(50000 + int(time.Now().UnixNano()%10000))
+	repo, shas := newRepo(t, map[string]gs.File{
+		"Dockerfile": gs.Text("FROM " + baseImage + "\nRUN sleep " + marker + "\n"),
+	})
+	b := newBuild(t, repo, shas[0])
+	b.Env["BUILD_TIMEOUT"] = "10s"
+
+	res := b.run(t)
+
+	expectFailure(t, res, "build", "user", "did not finish within BUILD_TIMEOUT (10s)")
+	deadline := time.Now().Add(10 * time.Second)
+	for sleepRunning(marker) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the RUN step's process outlived the timeout")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
