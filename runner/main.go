@@ -113,7 +113,7 @@ func build() int {
 	}
 	defer os.RemoveAll(work)
 
-	ctx, cancel := context.WithCancelCause(context.Background())
+	stopped, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -123,10 +123,10 @@ func build() int {
 		case <-sigs:
 			close(shutdown)
 			cancel(errSignal)
-		case <-ctx.Done():
+		case <-stopped.Done():
 		}
 	}()
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, env.BuildTimeout,
+	ctx, cancelTimeout := context.WithTimeoutCause(stopped, env.BuildTimeout,
 		fmt.Errorf("the build did not finish within BUILD_TIMEOUT (%s)", env.BuildTimeout))
 	defer cancelTimeout()
 

@@ -139,6 +139,9 @@ func (r *running) wait(t *testing.T) result {
 		}
 	}
 	t.Logf("runner exited %d\n--- stdout ---\n%s--- stderr ---\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	if strings.Contains(res.Stderr, "WARNING: DATA RACE") {
+		t.Errorf("the runner has a data race (see stderr above)")
+	}
 	assertNoSecrets(t, res)
 	return res
 }

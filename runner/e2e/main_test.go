@@ -67,7 +67,11 @@ func setUp(m *testing.M) (int, error) {
 		env.runnerBin:                         "github.com/alternatefutures/af-builder/runner",
 		filepath.Join(env.binDir, "nixpacks"): "github.com/alternatefutures/af-builder/internal/testinfra/nixpacksstandin",
 	} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		args := []string{"build", "-o", out}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return 0, fmt.Errorf("build %s: %w", pkg, err)
