@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/moby/moby/api/types/registry"
@@ -70,6 +71,10 @@ func (e *Engine) Push(ctx context.Context, ref, user, password string, out io.Wr
 	return digest, nil
 }
 
+// serverError is an HTTP 5xx status in the registry's message. It must be a
+// whole number: a tag or digest full of hex digits is not a status.
+var serverError = regexp.MustCompile(`\b5\d\d\b`)
+
 func classifyPushError(msg string) error {
 	lower := strings.ToLower(msg)
 	switch {
@@ -78,7 +83,7 @@ func classifyPushError(msg string) error {
 		// The platform mints the registry credentials: not the user's fault.
 		return failure.New(failure.Push, failure.Infrastructure, "the registry rejected the push credentials: "+msg, nil)
 	case strings.Contains(lower, "blob upload unknown"), strings.Contains(lower, "timeout"),
-		strings.Contains(lower, "connection"), strings.Contains(lower, "eof"), strings.Contains(lower, "5"):
+		strings.Contains(lower, "connection"), strings.Contains(lower, "eof"), serverError.MatchString(lower):
 		return failure.New(failure.Push, failure.Transient, "pushing to the registry failed: "+msg, nil)
 	default:
 		return failure.New(failure.Push, failure.Infrastructure, "pushing to the registry failed: "+msg, nil)

@@ -129,7 +129,12 @@ func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration,
 	if err != nil {
 		fe := failure.From(p, err)
 		if ctx.Err() == nil && pctx.Err() != nil {
-			fe = failure.New(p, failure.Transient, context.Cause(pctx).Error(), err)
+			class := failure.Transient
+			if p == failure.Engine {
+				// An engine that never answers is the platform's sidecar failing.
+				class = failure.Infrastructure
+			}
+			fe = failure.New(p, class, context.Cause(pctx).Error(), err)
 		}
 		r.cfg.Log.Printf(string(p), "failed after %s: %s", round(d), fe.Message)
 		return fe

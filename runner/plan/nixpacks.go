@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/alternatefutures/af-builder/runner/detect"
 	"github.com/alternatefutures/af-builder/runner/failure"
@@ -85,6 +86,9 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 func (n Nixpacks) run(ctx context.Context, log io.Writer, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, n.bin(), args...)
 	cmd.Env = nixpacksEnv()
+	// Once ctx ends and nixpacks is killed, a child it left behind holding
+	// stdout must not keep Run waiting past the deadline.
+	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	if log != nil {
 		cmd.Stdout, cmd.Stderr = log, log
