@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample lint deps kube bench clean
+.PHONY: all build test unit e2e sample demo lint deps kube bench clean
 
 all: build
 
@@ -31,6 +31,13 @@ unit:
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+
+# The whole system on this machine: a signed push webhook into dispatch (local
+# executor), a build pushed to a local registry, the image run and asked for its
+# page, then a second push with one file changed: cold and warm timings.
+demo: deps build
+	$(GO) build -o $(BIN)/demo ./internal/demo
+	$(BIN)/demo -bin $(BIN)
 
 # The runner on an embedded sample: a monorepo with a multi-stage Dockerfile,
 # and an app without one (Nixpacks stand-in), built and pushed for real.

@@ -1,0 +1,86 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
+)
+
+func webPush(after string) []byte {
+	return pushTo(after, webhooktest.Commit{Message: "change " + after[:7], Modified: []string{"apps/web/src/page.tsx"}})
+}
+
+func TestANewerPushSupersedesTheOlderBuildOfTheSameServiceAndBranch(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{})
+	older := buildsByService(t, h.deliver("push", "delivery-older", webPush(commitA)))["web"]
+	newer := buildsByService(t, h.deliver("push", "delivery-newer", webPush(commitB)))["web"]
+	if older.Status != "queued" || newer.Status != "queued" || older.BuildJobID == newer.BuildJobID {
+		t.Fatalf("older %+v newer %+v", older, newer)
+	}
+
+	if ids := buildIDs(h.jobs()); len(ids) != 1 || ids[0] != newer.BuildJobID {
+		t.Errorf("jobs = %v, want only the newer build", ids)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	final, err := h.sink.WaitTerminal(ctx, older.BuildJobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Status != "CANCELED" || !strings.Contains(final.Payload["errorMessage"].(string), newer.BuildJobID) {
+		t.Errorf("older build's final callback = %s %v", final.Status, final.Payload)
+	}
+	if d := h.sink.Deliveries(newer.BuildJobID); len(d) != 0 {
+		t.Errorf("the newer build got callbacks: %+v", d)
+	}
+}
+
+func TestAPushSupersedesAnAPIBuildOfTheSameServiceAndBranch(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{})
+	req := apiRequest("bj-manual")
+	req["serviceId"], req["branch"] = "web", "main"
+	if r := h.call("POST", "/v1/builds", req, signed); r.Code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", r.Code, r.Body)
+	}
+	pushed := buildsByService(t, h.deliver("push", "delivery-after-manual", webPush(commitB)))["web"]
+	if ids := buildIDs(h.jobs()); len(ids) != 1 || ids[0] != pushed.BuildJobID {
+		t.Errorf("jobs = %v", ids)
+	}
+}
+
+func TestSupersedeLeavesOtherServicesAndBranchesAlone(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{})
+	other := apiRequest("bj-other-branch")
+	other["serviceId"], other["branch"] = "web", "staging"
+	if r := h.call("POST", "/v1/builds", other, signed); r.Code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", r.Code, r.Body)
+	}
+	docs := buildsByService(t, h.deliver("push", "delivery-docs", pushTo(commitA, webhooktest.Commit{Message: "d", Modified: []string{"docs/a.md"}})))["docs"]
+	web := buildsByService(t, h.deliver("push", "delivery-web", webPush(commitB)))["web"]
+	if docs.Status != "queued" || web.Status != "queued" {
+		t.Fatalf("docs %+v web %+v", docs, web)
+	}
+	if n := len(h.jobs()); n != 3 {
+		t.Errorf("jobs = %v, want all three", buildIDs(h.jobs()))
+	}
+}
+
+func TestSupersedeCanBeTurnedOff(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{noSupersede: true})
+	h.deliver("push", "delivery-1", webPush(commitA))
+	h.deliver("push", "delivery-2", webPush(commitB))
+	if n := len(h.jobs()); n != 2 {
+		t.Errorf("jobs = %v, want both", buildIDs(h.jobs()))
+	}
+	if n := len(h.sink.Received()); n != 0 {
+		t.Errorf("%d callbacks", n)
+	}
+}

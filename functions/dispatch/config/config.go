@@ -1,0 +1,277 @@
+// Package config is dispatch's configuration, read from the environment with
+// go-envconfig. Every variable X may instead be given as X_FILE, a path whose
+// contents are the value: that is how secrets arrive from mounted Secrets,
+// Lambda extensions or systemd credentials without entering the environment.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/alternatefutures/af-builder/shared/validate"
+)
+
+// Secret is a configuration value that must never be printed. Every way fmt,
+// slog and encoding/json render it yields a mask; Reveal is the one way out.
+type Secret struct{ v string }
+
+// NewSecret wraps s.
+func NewSecret(s string) Secret { return Secret{v: s} }
+
+// Reveal returns the value, for the one place that uses it.
+func (s Secret) Reveal() string { return s.v }
+
+// Bytes returns the value as bytes, for HMAC keys.
+func (s Secret) Bytes() []byte { return []byte(s.v) }
+
+// IsSet reports whether a value was given.
+func (s Secret) IsSet() bool { return s.v != "" }
+
+const mask = "[REDACTED]"
+
+func (s Secret) String() string               { return mask }
+func (s Secret) GoString() string             { return mask }
+func (s Secret) LogValue() slog.Value         { return slog.StringValue(mask) }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + mask + `"`), nil }
+
+// EnvDecode implements envconfig.Decoder. A trailing newline, which files
+// written by editors and `echo` carry, is not part of the value.
+func (s *Secret) EnvDecode(v string) error {
+	s.v = strings.TrimRight(v, "\r\n")
+	return nil
+}
+
+// Config is everything dispatch reads from the environment, apart from the
+// Kubernetes executor's own variables (K8S_*, RUNNER_IMAGE, ...), which its
+// package loads from the same lookuper.
+type Config struct {
+	// GitHub App: webhooks are verified with WebhookSecret, installation
+	// tokens minted with the App's id and private key.
+	WebhookSecret Secret `env:"GITHUB_WEBHOOK_SECRET"`
+	AppID         int64  `env:"GITHUB_APP_ID"`
+	AppPrivateKey Secret `env:"GITHUB_APP_PRIVATE_KEY"`
+	// GitHubAPIURL is api.github.com, or https://HOST/api/v3 on GHES.
+	GitHubAPIURL string `env:"GITHUB_API_URL, default=https://api.github.com"`
+	// GitHubURL is where repositories are cloned from.
+	GitHubURL string `env:"GITHUB_URL, default=https://github.com"`
+
+	// CallbackURL is service-cloud-api's base URL; runners report to
+	// CallbackURL + /internal/build-callback. A /v1/builds request may
+	// override it with callbackBaseUrl.
+	CallbackURL    string `env:"CALLBACK_URL"`
+	CallbackSecret Secret `env:"CALLBACK_SECRET"`
+
+	// APIAuthSecret authenticates service-cloud-api's /v1 calls and signs
+	// dispatch's subscription lookups.
+	APIAuthSecret Secret `env:"API_AUTH_SECRET"`
+
+	// Registry push credentials handed to every runner.
+	RegistryUser  string `env:"REGISTRY_USER"`
+	RegistryToken Secret `env:"REGISTRY_TOKEN"`
+
+	// Subscriptions: exactly one of a static file (self-hosting, the demo)
+	// or service-cloud-api's lookup endpoint.
+	SubscriptionsFile string        `env:"SUBSCRIPTIONS_FILE"`
+	SubscriptionsURL  string        `env:"SUBSCRIPTIONS_URL"`
+	LookupTimeout     time.Duration `env:"SUBSCRIPTIONS_TIMEOUT, default=4s"`
+
+	// Supersede cancels older unfinished push builds of the same service and
+	// branch when a new one is created.
+	Supersede bool `env:"SUPERSEDE, default=true"`
+	// DryRun renders each Job and Secret (redacted) to stdout instead of
+	// creating them.
+	DryRun bool `env:"DRY_RUN, default=false"`
+	// Executor runs the builds: "kubernetes" (a Job per build) or "local" (a
+	// runner child process per build, against a local Docker engine).
+	Executor string `env:"EXECUTOR, default=kubernetes"`
+
+	MaxWebhookBytes int64 `env:"MAX_WEBHOOK_BYTES, default=5242880"`
+	MaxAPIBytes     int64 `env:"MAX_API_BYTES, default=65536"`
+	// WebhookBudget is how long a webhook may take before dispatch stops
+	// starting new work: GitHub gives up after 10 s.
+	WebhookBudget time.Duration `env:"WEBHOOK_BUDGET, default=8s"`
+
+	// CancelCallbackTimeout bounds one CANCELED report dispatch sends
+	// itself (cancel, supersede), retries included: a caller is waiting.
+	CancelCallbackTimeout time.Duration `env:"CANCEL_CALLBACK_TIMEOUT, default=4s"`
+
+	// Defaults for every runner.
+	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
+	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
+	BuildNetwork      string        `env:"BUILD_NETWORK"`
+
+	LogLevel  string `env:"LOG_LEVEL, default=info"`
+	LogFormat string `env:"LOG_FORMAT, default=json"`
+}
+
+// Load reads Config through lookup and validates it.
+func Load(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
+	c, err := Read(ctx, lookup)
+	if err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("dispatch config: %w", err)
+	}
+	return c, nil
+}
+
+// Read decodes Config without validating it, for commands (render) that
+// need only part of it. lookup is wrapped so that X_FILE works for every X.
+func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
+	fl := FileLookuper(lookup)
+	var c Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: fl}); err != nil {
+		return c, fmt.Errorf("dispatch config: %w", err)
+	}
+	if err := fl.Err(); err != nil {
+		return c, fmt.Errorf("dispatch config: %w", err)
+	}
+	return c, nil
+}
+
+// Validate reports every problem at once, by variable name, never by value.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(v, msg string) { errs = append(errs, fmt.Errorf("%s %s", v, msg)) }
+	if c.Executor != "kubernetes" && c.Executor != "local" {
+		bad("EXECUTOR", "must be kubernetes or local")
+	}
+	if !c.WebhookSecret.IsSet() {
+		bad("GITHUB_WEBHOOK_SECRET", "is required")
+	}
+	if c.AppID <= 0 {
+		bad("GITHUB_APP_ID", "is required")
+	}
+	if !c.AppPrivateKey.IsSet() {
+		bad("GITHUB_APP_PRIVATE_KEY", "is required (or GITHUB_APP_PRIVATE_KEY_FILE)")
+	}
+	for v, u := range map[string]string{"GITHUB_API_URL": c.GitHubAPIURL, "GITHUB_URL": c.GitHubURL} {
+		if err := validate.SourceURL(u); err != nil {
+			bad(v, err.Error())
+		}
+	}
+	if c.CallbackURL == "" {
+		bad("CALLBACK_URL", "is required")
+	} else if err := validate.CallbackURL(c.CallbackURL); err != nil {
+		bad("CALLBACK_URL", err.Error())
+	}
+	if len(c.CallbackSecret.Reveal()) < 32 {
+		bad("CALLBACK_SECRET", "must be at least 32 bytes")
+	}
+	if len(c.APIAuthSecret.Reveal()) < 32 {
+		bad("API_AUTH_SECRET", "must be at least 32 bytes")
+	}
+	if (c.RegistryUser == "") != !c.RegistryToken.IsSet() {
+		bad("REGISTRY_USER", "and REGISTRY_TOKEN must be set together")
+	}
+	switch {
+	case c.SubscriptionsFile == "" && c.SubscriptionsURL == "":
+		bad("SUBSCRIPTIONS_FILE", "or SUBSCRIPTIONS_URL is required")
+	case c.SubscriptionsFile != "" && c.SubscriptionsURL != "":
+		bad("SUBSCRIPTIONS_FILE", "and SUBSCRIPTIONS_URL are exclusive")
+	case c.SubscriptionsURL != "":
+		if err := validate.CallbackURL(c.SubscriptionsURL); err != nil {
+			bad("SUBSCRIPTIONS_URL", err.Error())
+		}
+	}
+	if c.MaxWebhookBytes < 1<<10 {
+		bad("MAX_WEBHOOK_BYTES", "must be at least 1024")
+	}
+	if c.MaxAPIBytes < 1<<10 {
+		bad("MAX_API_BYTES", "must be at least 1024")
+	}
+	if c.LookupTimeout <= 0 {
+		bad("SUBSCRIPTIONS_TIMEOUT", "must be positive")
+	}
+	if c.CancelCallbackTimeout <= 0 {
+		bad("CANCEL_CALLBACK_TIMEOUT", "must be positive")
+	}
+	if c.WebhookBudget <= 0 || c.WebhookBudget > 10*time.Second {
+		bad("WEBHOOK_BUDGET", "must be positive and at most GitHub's 10s")
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "json", "text":
+	default:
+		bad("LOG_FORMAT", "must be json or text")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// Level is LogLevel parsed; Validate has checked it.
+func (c Config) Level() slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	return lvl
+}
+
+// Secrets lists every configured secret value, for log redaction.
+func (c Config) Secrets() []string {
+	var out []string
+	for _, s := range []Secret{c.WebhookSecret, c.AppPrivateKey, c.CallbackSecret, c.APIAuthSecret, c.RegistryToken} {
+		if s.IsSet() {
+			out = append(out, s.Reveal())
+		}
+	}
+	return out
+}
+
+// Lookuper is an envconfig.Lookuper that also remembers why a _FILE
+// variable could not be read (Lookup itself cannot return an error).
+type Lookuper struct {
+	inner envconfig.Lookuper
+	mu    sync.Mutex
+	errs  []error
+}
+
+// FileLookuper resolves X from X, or else from the file named by X_FILE.
+// Setting both is an error: which one wins would be a guess.
+func FileLookuper(inner envconfig.Lookuper) *Lookuper { return &Lookuper{inner: inner} }
+
+func (l *Lookuper) Lookup(key string) (string, bool) {
+	v, ok := l.inner.Lookup(key)
+	path, fromFile := l.inner.Lookup(key + "_FILE")
+	fromFile = fromFile && path != ""
+	switch {
+	case ok && fromFile:
+		l.fail(fmt.Errorf("%s and %s_FILE are both set", key, key))
+		return v, ok
+	case ok || !fromFile:
+		return v, ok
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The path is not a secret; the file's contents are never quoted.
+		l.fail(fmt.Errorf("%s_FILE: %w", key, err))
+		return "", false
+	}
+	return strings.TrimRight(string(b), "\r\n"), true
+}
+
+func (l *Lookuper) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+// Err is every _FILE problem met so far.
+func (l *Lookuper) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.errs...)
+}

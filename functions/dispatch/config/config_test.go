@@ -1,0 +1,110 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/config"
+)
+
+func valid() map[string]string {
+	return map[string]string{
+		"GITHUB_WEBHOOK_SECRET":  "whsec-0123456789",
+		"GITHUB_APP_ID":          "4242",
+		"GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----",
+		"CALLBACK_URL":           "https://api.example.com",
+		"CALLBACK_SECRET":        strings.Repeat("c", 32),
+		"API_AUTH_SECRET":        strings.Repeat("a", 32),
+		"SUBSCRIPTIONS_URL":      "https://api.example.com/internal/build-subscriptions",
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Supersede || c.DryRun || c.GitHubAPIURL != "https://api.github.com" || c.GitHubURL != "https://github.com" ||
+		c.MaxWebhookBytes != 5<<20 || c.BuildTimeout.String() != "30m0s" || c.WebhookBudget.String() != "8s" {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestSecretsComeFromFiles(t *testing.T) {
+	env := valid()
+	delete(env, "CALLBACK_SECRET")
+	p := filepath.Join(t.TempDir(), "cb")
+	os.WriteFile(p, []byte(strings.Repeat("f", 40)+"\n"), 0o600)
+	env["CALLBACK_SECRET_FILE"] = p
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CallbackSecret.Reveal() != strings.Repeat("f", 40) {
+		t.Errorf("secret from file = %q (the trailing newline is not part of it)", c.CallbackSecret.Reveal())
+	}
+}
+
+func TestFileProblemsAreReported(t *testing.T) {
+	both := valid()
+	both["CALLBACK_SECRET_FILE"] = "/dev/null"
+	missing := valid()
+	delete(missing, "CALLBACK_SECRET")
+	missing["CALLBACK_SECRET_FILE"] = "/nonexistent/secret"
+	for name, env := range map[string]map[string]string{"both set": both, "unreadable": missing} {
+		if _, err := config.Load(context.Background(), envconfig.MapLookuper(env)); err == nil || !strings.Contains(err.Error(), "CALLBACK_SECRET") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+func TestProblemsAreNamedNeverShown(t *testing.T) {
+	env := valid()
+	env["API_AUTH_SECRET"] = "tooshort-secret"
+	env["CALLBACK_URL"] = "http://api.example.com"
+	env["SUBSCRIPTIONS_FILE"] = "/etc/subs.yaml"
+	env["REGISTRY_TOKEN"] = "ghp_lonely-token-value"
+	_, err := config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, v := range []string{"API_AUTH_SECRET", "CALLBACK_URL", "SUBSCRIPTIONS_FILE", "REGISTRY_USER"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error does not name %s: %v", v, err)
+		}
+	}
+	for _, s := range []string{"tooshort-secret", "ghp_lonely-token-value"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("config", "cfg", c, "secret", c.WebhookSecret)
+	js, _ := json.Marshal(c)
+	for name, out := range map[string]string{
+		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c.WebhookSecret),
+		"%s": fmt.Sprintf("%s", c.APIAuthSecret), "json": string(js), "slog": logs.String(),
+	} {
+		for _, s := range c.Secrets() {
+			if strings.Contains(out, s) {
+				t.Errorf("%s shows a secret: %s", name, out)
+			}
+		}
+	}
+}

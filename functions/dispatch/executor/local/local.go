@@ -1,0 +1,231 @@
+// Package local runs each build as a child process of dispatch, with exactly
+// the env contract a Kubernetes Job would get, against a local Docker engine.
+// It is the executor of the self-hosted single-machine setup and of `make demo`.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+)
+
+// Config of the local executor.
+type Config struct {
+	// RunnerBin is the runner executable.
+	RunnerBin string `env:"LOCAL_RUNNER_BIN, default=runner"`
+	// DockerHost is the engine builds use when the contract names none.
+	DockerHost string `env:"LOCAL_DOCKER_HOST"`
+	// BuildNetwork is set when the contract names none (e.g. host on an
+	// engine without a bridge network).
+	BuildNetwork string `env:"LOCAL_BUILD_NETWORK"`
+	// LogDir keeps each build's output as <id>.log; empty means the system temp dir.
+	LogDir string `env:"LOCAL_LOG_DIR"`
+	// GracePeriod is what a cancelled runner gets to send its terminal status,
+	// like a pod's terminationGracePeriodSeconds.
+	GracePeriod time.Duration `env:"LOCAL_GRACE_PERIOD, default=30s"`
+	// ExtraEnv is passed to every runner (e.g. NIXPACKS_BIN); never secrets.
+	ExtraEnv []string `env:"LOCAL_RUNNER_ENV"`
+	// Output, when set, receives every runner's output as it happens.
+	Output io.Writer
+}
+
+// Executor runs builds as processes. Finished builds are remembered until
+// Cancel or the executor ends, so Status can answer for them.
+type Executor struct {
+	cfg    Config
+	mu     sync.Mutex
+	builds map[string]*proc
+}
+
+type proc struct {
+	cmd       *exec.Cmd
+	serviceID string
+	branch    string
+	done      chan struct{}
+	exitCode  int
+	logPath   string
+}
+
+// New checks the runner executable exists.
+func New(cfg Config) (*Executor, error) {
+	bin, err := exec.LookPath(cfg.RunnerBin)
+	if err != nil {
+		return nil, fmt.Errorf("local executor: runner binary %q: %w", cfg.RunnerBin, err)
+	}
+	cfg.RunnerBin = bin
+	if cfg.LogDir == "" {
+		cfg.LogDir = filepath.Join(os.TempDir(), "af-builder-builds")
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o700); err != nil {
+		return nil, fmt.Errorf("local executor: log dir: %w", err)
+	}
+	if cfg.GracePeriod <= 0 {
+		cfg.GracePeriod = 30 * time.Second
+	}
+	return &Executor{cfg: cfg, builds: map[string]*proc{}}, nil
+}
+
+// Submit starts the runner unless a build with the same id exists.
+func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle, error) {
+	id := b.Env.BuildJobID
+	h := executor.Handle{Name: "build-" + id}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.builds[id]; ok {
+		return h, nil
+	}
+	env := b.Env
+	if env.DockerHost == "" {
+		env.DockerHost = e.cfg.DockerHost
+	}
+	if env.BuildNetwork == "" {
+		env.BuildNetwork = e.cfg.BuildNetwork
+	}
+	logPath := filepath.Join(e.cfg.LogDir, id+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return h, fmt.Errorf("local executor: build log: %w", err)
+	}
+	// Only what a Job's container would have: the contract and a minimal
+	// environment, never dispatch's own secrets.
+	cmd := exec.Command(e.cfg.RunnerBin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}, e.cfg.ExtraEnv...)
+	cmd.Env = append(cmd.Env, env.Environ()...)
+	var out io.Writer = logFile
+	if e.cfg.Output != nil {
+		out = io.MultiWriter(logFile, e.cfg.Output)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own process group, so cancelling reaches whatever the runner started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return h, fmt.Errorf("local executor: start runner: %w", err)
+	}
+	p := &proc{cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
+	e.builds[id] = p
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			p.exitCode = ee.ExitCode()
+			if p.exitCode == 0 {
+				p.exitCode = -1 // killed by a signal
+			}
+		default:
+			p.exitCode = -1
+		}
+		close(p.done)
+	}()
+	h.Created = true
+	return h, nil
+}
+
+// Cancel sends SIGTERM, gives the runner its grace period to report, then
+// kills it, and forgets the build (as deleting a Job does).
+func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
+	e.mu.Lock()
+	p, ok := e.builds[buildJobID]
+	delete(e.builds, buildJobID)
+	e.mu.Unlock()
+	if !ok {
+		return executor.ErrNotFound
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	t := time.NewTimer(e.cfg.GracePeriod)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	case <-ctx.Done():
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Status maps the process state.
+func (e *Executor) Status(_ context.Context, buildJobID string) (executor.State, error) {
+	e.mu.Lock()
+	p, ok := e.builds[buildJobID]
+	e.mu.Unlock()
+	if !ok {
+		return executor.StateNotFound, nil
+	}
+	select {
+	case <-p.done:
+		if p.exitCode == 0 {
+			return executor.StateSucceeded, nil
+		}
+		return executor.StateFailed, nil
+	default:
+		return executor.StateRunning, nil
+	}
+}
+
+// Active lists unfinished builds of one service and branch.
+func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ids []string
+	for id, p := range e.builds {
+		if p.serviceID != serviceID || p.branch != branch {
+			continue
+		}
+		select {
+		case <-p.done:
+		default:
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Wait blocks until the build's runner has exited, for callers (the demo,
+// tests) that want to follow one build to its end.
+func (e *Executor) Wait(ctx context.Context, buildJobID string) (int, error) {
+	e.mu.Lock()
+	p, ok := e.builds[buildJobID]
+	e.mu.Unlock()
+	if !ok {
+		return 0, executor.ErrNotFound
+	}
+	select {
+	case <-p.done:
+		return p.exitCode, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// LogPath is where the build's output is kept.
+func (e *Executor) LogPath(buildJobID string) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.builds[buildJobID]
+	if !ok {
+		return "", false
+	}
+	return p.logPath, true
+}
+
+var _ executor.Executor = (*Executor)(nil)

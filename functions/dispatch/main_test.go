@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
+	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp/githubtest"
+	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
+	"github.com/alternatefutures/af-builder/internal/testinfra/callbacksink"
+)
+
+func TestMain(m *testing.M) { kubetest.Main(m) }
+
+const (
+	appID          = 4242
+	installationID = 2311213
+	owner          = "Codertocat"
+	repo           = "Hello-World"
+	commit         = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+)
+
+var (
+	webhookSecret  = "whsec-bootstrap-test-0123456789abcdef"
+	apiSecret      = "api-secret-bootstrap-test-0123456789abcdef"
+	callbackSecret = "callback-secret-bootstrap-test-0123456789ab"
+	registryToken  = "ghp_BootstrapRegistryToken0123456789abcd"
+)
+
+// bootstrap builds the binary exactly as infra/lambda/build.sh does for
+// deployment: the Lambda custom-runtime name, without the RPC entry point.
+func bootstrap(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bootstrap")
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", path, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build bootstrap: %v\n%s", err, out)
+	}
+	info, err := exec.Command("go", "version", "-m", path).Output()
+	if err != nil || !strings.Contains(string(info), "-tags=lambda.norpc") {
+		t.Fatalf("bootstrap was not built with lambda.norpc: %v\n%s", err, info)
+	}
+	return path
+}
+
+// world is everything dispatch talks to: a real kube-apiserver, the fake
+// GitHub API, the callback sink.
+type world struct {
+	env  []string
+	ns   string
+	kube *kubetest.Env
+	sink *callbacksink.Sink
+	gh   *githubtest.Server
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	kube := kubetest.Start(t)
+	ns := kube.Namespace(t)
+	gh := githubtest.Start(t, appID)
+	gh.AddInstallation(installationID, owner, repo)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sink, err := callbacksink.Start(ctx, callbacksink.Options{Secret: []byte(callbackSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	subs := write("subscriptions.yaml", `services:
+  - id: web
+    repository: `+owner+"/"+repo+`
+    branch: main
+    image: ghcr.io/acme/u1--codertocat-hello-world
+    rootDirectory: apps/web
+`)
+	return &world{
+		ns: ns, kube: kube, sink: sink, gh: gh,
+		env: []string{
+			"HOME=" + dir,
+			"PATH=" + os.Getenv("PATH"),
+			"GITHUB_WEBHOOK_SECRET=" + webhookSecret,
+			"GITHUB_APP_ID=4242",
+			// Secrets from files, as the Lambda template mounts them.
+			"GITHUB_APP_PRIVATE_KEY_FILE=" + write("app.pem", string(gh.PrivateKeyPEM)),
+			"CALLBACK_SECRET_FILE=" + write("callback-secret", callbackSecret+"\n"),
+			"GITHUB_API_URL=" + gh.URL,
+			"CALLBACK_URL=" + strings.TrimSuffix(sink.URL(), callbacksink.Path),
+			"API_AUTH_SECRET=" + apiSecret,
+			"REGISTRY_USER=af-builder",
+			"REGISTRY_TOKEN=" + registryToken,
+			"SUBSCRIPTIONS_FILE=" + subs,
+			"K8S_NAMESPACE=" + ns,
+			"RUNNER_IMAGE=ghcr.io/alternatefutures/af-builder-runner:test",
+			"K8S_AUTH=kubeconfig",
+			"K8S_KUBECONFIG=" + kubetest.WriteKubeconfig(t, kube.Config),
+			"LOG_LEVEL=debug",
+		},
+	}
+}
+
+// process is a running dispatch binary whose log lines are collected.
+type process struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+	addr chan string
+}
+
+func (w *world) run(t *testing.T, bin string, extraEnv []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append([]string{}, w.env...), extraEnv...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	p := &process{cmd: cmd, addr: make(chan string, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "dispatch listening" {
+				p.addr <- rec.Addr
+			}
+		}
+	}()
+	return p
+}
+
+func (p *process) Logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// call is one HTTP request, sent three ways.
+type call struct {
+	name    string
+	method  string
+	path    string
+	query   string
+	headers map[string]string
+	body    []byte
+	sign    bool
+}
+
+func (c call) withHeaders() map[string]string {
+	h := map[string]string{"Content-Type": "application/json", "User-Agent": "test"}
+	for k, v := range c.headers {
+		h[k] = v
+	}
+	if c.sign {
+		req, _ := http.NewRequest(c.method, "http://x"+c.path+queryPart(c.query), nil)
+		apiauth.Sign(req, []byte(apiSecret), c.body, time.Now())
+		for k := range req.Header {
+			h[k] = req.Header.Get(k)
+		}
+	}
+	return h
+}
+
+func queryPart(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "?" + q
+}
+
+type answer struct {
+	Code        int
+	ContentType string
+	Body        string
+}
+
+func (c call) overHTTP(t *testing.T, base string) answer {
+	t.Helper()
+	req, err := http.NewRequest(c.method, base+c.path+queryPart(c.query), bytes.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range c.withHeaders() {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
+}
+
+// event renders the call as Lambda delivers it. Function URLs send
+// non-text bodies base64-encoded and API Gateway text as it is; both are
+// exercised, with lowercase header names as both send them.
+func (c call) event(kind string) map[string]any {
+	headers := map[string]string{}
+	for k, v := range c.withHeaders() {
+		headers[strings.ToLower(k)] = v
+	}
+	headers["content-length"] = strconv.Itoa(len(c.body))
+	ctx := map[string]any{
+		"accountId":    "anonymous",
+		"apiId":        "abcdefghij",
+		"domainName":   "abcdefghij.lambda-url.eu-west-1.on.aws",
+		"domainPrefix": "abcdefghij",
+		"requestId":    "req-" + strings.ReplaceAll(c.name, " ", "-"),
+		"routeKey":     "$default",
+		"stage":        "$default",
+		"time":         time.Now().UTC().Format("02/Jan/2006:15:04:05 +0000"),
+		"timeEpoch":    time.Now().UnixMilli(),
+		"http": map[string]any{
+			"method": c.method, "path": c.path, "protocol": "HTTP/1.1",
+			"sourceIp": "140.82.115.1", "userAgent": "test",
+		},
+	}
+	ev := map[string]any{
+		"version":        "2.0",
+		"rawPath":        c.path,
+		"rawQueryString": c.query,
+		"headers":        headers,
+		"requestContext": ctx,
+	}
+	switch kind {
+	case "function-url":
+		headers["host"] = "abcdefghij.lambda-url.eu-west-1.on.aws"
+		if len(c.body) > 0 {
+			ev["body"] = base64.StdEncoding.EncodeToString(c.body)
+			ev["isBase64Encoded"] = true
+		} else {
+			ev["isBase64Encoded"] = false
+		}
+	case "apigw-v2":
+		headers["host"] = "abcdefghij.execute-api.eu-west-1.amazonaws.com"
+		ctx["domainName"] = headers["host"]
+		ev["routeKey"] = "$default"
+		ev["body"] = string(c.body)
+		ev["isBase64Encoded"] = false
+	}
+	return ev
+}
+
+func (c call) overLambda(t *testing.T, rt *runtimeAPI, kind string) answer {
+	t.Helper()
+	resp := rt.InvokeHTTP(t, c.event(kind))
+	body := resp.Body
+	if resp.IsBase64Encoded {
+		b, err := base64.StdEncoding.DecodeString(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = string(b)
+	}
+	return answer{resp.StatusCode, resp.Headers["Content-Type"], body}
+}
+
+func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) {
+	bin := bootstrap(t)
+	w := newWorld(t)
+
+	server := w.run(t, bin, nil, "serve", "--addr", "127.0.0.1:0")
+	var base string
+	select {
+	case a := <-server.addr:
+		base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start:\n%s", server.Logs())
+	}
+
+	rt := startRuntimeAPI(t)
+	fn := w.run(t, bin, []string{"AWS_LAMBDA_RUNTIME_API=" + rt.Addr(), "AWS_LAMBDA_FUNCTION_NAME=af-dispatch",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "AWS_REGION=eu-west-1"})
+	t.Cleanup(rt.Close)
+
+	push := webhooktest.Push{InstallationID: installationID, Owner: owner, Repo: repo, After: commit,
+		Commits: []webhooktest.Commit{{Message: "Landing page", Modified: []string{"apps/web/page.tsx"}}}}.Payload()
+	delivery := map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+		"X-Hub-Signature-256": webhooktest.Signature([]byte(webhookSecret), push)}
+	ping := webhooktest.Ping(1)
+	buildReq, _ := json.Marshal(map[string]any{
+		"buildJobId": "bj-lambda-1", "installationId": installationID, "repoOwner": owner, "repoName": repo,
+		"commitSha": commit, "imageTag": "ghcr.io/acme/web:" + commit[:12], "rootDirectory": "apps/web",
+		"buildCommandB64": base64.StdEncoding.EncodeToString([]byte(`echo "quoted" && make`)),
+	})
+
+	calls := []call{
+		{name: "healthz", method: "GET", path: "/healthz"},
+		{name: "ping", method: "POST", path: "/webhooks/github", body: ping,
+			headers: map[string]string{"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-ping", "X-Hub-Signature-256": webhooktest.Signature([]byte(webhookSecret), ping)}},
+		{name: "bad signature", method: "POST", path: "/webhooks/github", body: push,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-bad", "X-Hub-Signature-256": webhooktest.Signature([]byte("wrong"), push)}},
+		// First through the server (creating the Job), then as Lambda
+		// events: the redeliveries must answer exactly the same.
+		{name: "push", method: "POST", path: "/webhooks/github", body: push, headers: delivery},
+		{name: "create build", method: "POST", path: "/v1/builds", body: buildReq, sign: true},
+		{name: "build status", method: "GET", path: "/v1/builds/bj-lambda-1", sign: true},
+		{name: "unsigned", method: "POST", path: "/v1/builds", body: buildReq},
+		{name: "invalid", method: "POST", path: "/v1/builds", body: []byte(`{"buildJobId":"bj 2","installationId":"x1"}`), sign: true},
+		{name: "unknown route", method: "GET", path: "/nope"},
+	}
+	for _, c := range calls {
+		want := c.overHTTP(t, base)
+		for _, kind := range []string{"function-url", "apigw-v2"} {
+			got := c.overLambda(t, rt, kind)
+			if got != want {
+				t.Errorf("%s over %s:\n got  %+v\n want %+v", c.name, kind, got, want)
+			}
+		}
+		if c.name == "push" && want.Code != http.StatusAccepted || c.name == "create build" && want.Code != http.StatusAccepted {
+			t.Errorf("%s: %+v", c.name, want)
+		}
+	}
+
+	jobs, err := w.kube.Kube.BatchV1().Jobs(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != 2 {
+		t.Errorf("%d jobs; want one for the push and one for the API build, each created once", len(jobs.Items))
+	}
+
+	t.Run("cancel through a Function URL event", func(t *testing.T) {
+		del := call{name: "cancel", method: "DELETE", path: "/v1/builds/bj-lambda-1", sign: true}
+		got := del.overLambda(t, rt, "function-url")
+		if got.Code != http.StatusOK || !strings.Contains(got.Body, `"state":"canceled"`) {
+			t.Fatalf("cancel: %+v", got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if d, err := w.sink.WaitTerminal(ctx, "bj-lambda-1"); err != nil || d.Status != "CANCELED" {
+			t.Fatalf("callback: %+v %v", d, err)
+		}
+		if again, viaServer := del.overLambda(t, rt, "apigw-v2"), del.overHTTP(t, base); again != viaServer || again.Code != http.StatusNotFound {
+			t.Errorf("second cancel: lambda %+v server %+v", again, viaServer)
+		}
+	})
+
+	t.Run("an event the function cannot decode goes to /error and the loop goes on", func(t *testing.T) {
+		res := rt.Invoke(t, []byte(`[1,2,3]`), 10*time.Second)
+		if res.Kind != "error" || !strings.Contains(string(res.Body), "errorMessage") {
+			t.Fatalf("result %s: %s", res.Kind, res.Body)
+		}
+		if got := (call{name: "after error", method: "GET", path: "/healthz"}).overLambda(t, rt, "function-url"); got.Code != http.StatusOK {
+			t.Errorf("healthz after the error: %+v", got)
+		}
+	})
+
+	for name, logs := range map[string]string{"server": server.Logs(), "function": fn.Logs()} {
+		for _, s := range append([]string{webhookSecret, apiSecret, callbackSecret, registryToken}, w.gh.Tokens()...) {
+			if strings.Contains(logs, s) {
+				t.Errorf("the %s's logs contain a secret", name)
+			}
+		}
+	}
+	if !strings.Contains(fn.Logs(), "dispatch starting under AWS Lambda") {
+		t.Errorf("the function did not run in Lambda mode:\n%s", fn.Logs())
+	}
+	if len(rt.initErrors) > 0 {
+		t.Errorf("init errors: %v", rt.initErrors)
+	}
+}
