@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps kube bench clean
+.PHONY: all build test unit e2e sample demo lint deps kube bench clean lambda image
 
 all: build
 
@@ -23,8 +23,8 @@ kube:
 
 # Every test: unit, the real Kubernetes API tests, and the end-to-end suite
 # against a real dockerd, registry and git server.
-test: deps kube
-	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh --print-dir) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+test: deps
+	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
@@ -50,6 +50,15 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/
+
+# dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
+lambda:
+	bash infra/lambda/build.sh
+
+# The runner image (needs a Docker engine with registry access; see Dockerfile
+# for the Nixpacks checksum argument).
+image:
+	docker build --build-arg NIXPACKS_SHA256_AMD64=$(NIXPACKS_SHA256_AMD64) -t $(or $(IMAGE),af-builder-runner:dev) .
 
 clean:
 	rm -rf $(BIN)

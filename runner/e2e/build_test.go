@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,10 +148,23 @@ func TestNixpacksPlanReceivesOverridesAndBuildsTheApp(t *testing.T) {
 			t.Errorf("nixpacks was not called with %s; calls:\n%s", want, calls)
 		}
 	}
-	if strings.Contains(string(calls), `"--env"`) {
-		t.Errorf("nixpacks got --env, which bakes values into the image")
+	// --env values are baked into the image: the port, and nothing else.
+	if n, port := strings.Count(string(calls), `"--env"`), strings.Count(string(calls), `"--env","PORT=8080"`); n != port || port == 0 {
+		t.Errorf("nixpacks got %d --env flags, %d of them PORT=8080; want only PORT=8080", n, port)
 	}
 	assertNoSecretsIn(t, "nixpacks arguments and environment", string(calls))
+	repoName, tag := repoAndTag(b.Tag)
+	cfg, err := env.registry.ImageConfig(context.Background(), repoName, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cfg.Env, "PORT=8080") {
+		t.Errorf("image env %q lacks PORT=8080, the port reported to the platform", cfg.Env)
+	}
+	if port, _ := res.Terminal["detectedPort"].(float64); port != 8080 {
+		t.Errorf("detectedPort = %v, want 8080", res.Terminal["detectedPort"])
+	}
+	assertNoSecretsIn(t, "image config", string(cfg.Raw))
 	if out := runFromRegistry(t, b.Tag); out != "built by override\napp" {
 		t.Errorf("image prints %q", out)
 	}

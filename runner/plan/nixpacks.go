@@ -33,22 +33,27 @@ func (n Nixpacks) bin() string {
 	return "nixpacks"
 }
 
-// Plan runs nixpacks. It never passes --env: Nixpacks bakes those values into
-// the image, and the only values the runner has to hand are secrets.
+// portEnv is the one variable the runner gives Nixpacks: the port apps that
+// read PORT listen on, which detection reports to the platform. Nixpacks
+// bakes --env values into the image, so nothing else, and never a secret,
+// is ever passed this way.
+var portEnv = fmt.Sprintf("PORT=%d", detect.DefaultPort)
+
+// Plan runs nixpacks.
 func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, error) {
 	if _, err := exec.LookPath(n.bin()); err != nil {
 		return Plan{}, failure.New(failure.Plan, failure.Infrastructure,
 			"the repository has no Dockerfile and nixpacks is not installed in the runner image", err)
 	}
 	detected := src.Detected
-	if out, err := n.run(ctx, nil, "plan", src.Dir, "--format", "json"); err == nil {
+	if out, err := n.run(ctx, nil, "plan", src.Dir, "--format", "json", "--env", portEnv); err == nil {
 		detected = detect.RefineWithNixpacksPlan(detected, out)
 	} else {
 		// Plan output only refines detection; the build below decides success.
 		fmt.Fprintf(log, "nixpacks plan gave no result (%v); keeping the detected settings\n", err)
 	}
 
-	args := []string{"build", src.Dir, "--out", src.Dir}
+	args := []string{"build", src.Dir, "--out", src.Dir, "--env", portEnv}
 	if src.CacheKey != "" {
 		args = append(args, "--cache-key", src.CacheKey)
 	}

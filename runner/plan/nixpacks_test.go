@@ -118,7 +118,7 @@ func TestNixpacksPassesOverridesAndCacheKey(t *testing.T) {
 	}
 
 	got := build(t, invocations()).Args
-	want := []string{"build", dir, "--out", dir,
+	want := []string{"build", dir, "--out", dir, "--env", "PORT=8080",
 		"--cache-key", "af-u--octo-app-web",
 		"--build-cmd", "npm run build",
 		"--start-cmd", "node server.js --port $PORT"}
@@ -148,13 +148,14 @@ func TestNixpacksWithoutOverridesPassesNoCommandFlags(t *testing.T) {
 		t.Fatalf("Plan: %v\nlog:\n%s", err, log)
 	}
 	invs := invocations()
-	if got, want := build(t, invs).Args, []string{"build", dir, "--out", dir}; !slices.Equal(got, want) {
+	if got, want := build(t, invs).Args, []string{"build", dir, "--out", dir, "--env", "PORT=8080"}; !slices.Equal(got, want) {
 		t.Errorf("nixpacks args = %q, want %q", got, want)
 	}
+	// --env values are baked into the image: only the port may go that way.
 	for _, inv := range invs {
-		for _, a := range inv.Args {
-			if a == "--env" || strings.HasPrefix(a, "--env=") {
-				t.Errorf("nixpacks %s was given --env: %q", inv.Args[0], inv.Args)
+		for i, a := range inv.Args {
+			if strings.HasPrefix(a, "--env=") || a == "--env" && (i+1 == len(inv.Args) || inv.Args[i+1] != "PORT=8080") {
+				t.Errorf("nixpacks %s was given an --env other than PORT=8080: %q", inv.Args[0], inv.Args)
 			}
 		}
 	}

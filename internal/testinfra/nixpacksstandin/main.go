@@ -2,10 +2,10 @@
 // installed on the test machines. It honours the part of the real CLI the
 // runner uses, with the same arguments and outputs:
 //
-//	nixpacks build DIR --out OUT [--build-cmd CMD] [--start-cmd CMD] [--cache-key KEY]
+//	nixpacks build DIR --out OUT [--build-cmd CMD] [--start-cmd CMD] [--cache-key KEY] [--env K=V]...
 //	    writes OUT/.nixpacks/Dockerfile and exits 0, or exits 1 with
 //	    "Error: No start command could be found" like the real one
-//	nixpacks plan DIR --format json
+//	nixpacks plan DIR --format json [--env K=V]...
 //	    prints a plan with the real plan's shape (providers, variables, phases, start)
 //
 // The generated Dockerfile starts FROM $NIXPACKS_STANDIN_BASE (an image the
@@ -35,6 +35,8 @@ func main() {
 	startCmd := fs.String("start-cmd", "", "")
 	cacheKey := fs.String("cache-key", "", "")
 	format := fs.String("format", "", "")
+	var envs envFlag
+	fs.Var(&envs, "env", "")
 	if err := fs.Parse(os.Args[3:]); err != nil {
 		os.Exit(2)
 	}
@@ -55,7 +57,7 @@ func main() {
 		}
 		plan := map[string]any{
 			"providers": []string{"standin"},
-			"variables": map[string]string{"PORT": "8080"},
+			"variables": envs.m(),
 			"phases":    map[string]any{"build": map[string]any{"name": "build", "cmds": nonEmpty(*buildCmd)}},
 			"start":     map[string]any{"cmd": start},
 		}
@@ -72,7 +74,13 @@ func main() {
 			fail("Error: NIXPACKS_STANDIN_BASE is not set")
 		}
 		var df strings.Builder
-		fmt.Fprintf(&df, "FROM %s\nWORKDIR /app\nCOPY . /app\n", base)
+		fmt.Fprintf(&df, "FROM %s\nWORKDIR /app\n", base)
+		// Like the real one, --env values become the image's environment.
+		for _, kv := range envs {
+			k, v, _ := strings.Cut(kv, "=")
+			fmt.Fprintf(&df, "ENV %s=%s\n", k, jsonQuote(v))
+		}
+		df.WriteString("COPY . /app\n")
 		if *buildCmd != "" {
 			id := *cacheKey
 			if id == "" {
@@ -92,6 +100,26 @@ func main() {
 	default:
 		fail("Error: unknown subcommand " + cmd)
 	}
+}
+
+// envFlag collects repeated --env K=V flags, as the real CLI accepts them.
+type envFlag []string
+
+func (e *envFlag) String() string { return strings.Join(*e, ",") }
+func (e *envFlag) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("--env wants KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
+func (e envFlag) m() map[string]string {
+	out := map[string]string{}
+	for _, kv := range e {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
 }
 
 func nonEmpty(s string) []string {

@@ -1,0 +1,296 @@
+package kubernetes
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	k8s "k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
+)
+
+const infraDir = "../../../../infra/k8s/"
+
+// infraObjects decodes infra/k8s manifests and moves them from af-builds
+// into namespace ns, so each test gets its own copy.
+func infraObjects(t *testing.T, ns string, files ...string) []client.Object {
+	t.Helper()
+	var objs []client.Object
+	for _, f := range files {
+		objs = append(objs, kubetest.DecodeManifests(t, infraDir+f)...)
+	}
+	for _, obj := range objs {
+		switch o := obj.(type) {
+		case *corev1.Namespace:
+			if o.Name != "af-builds" {
+				t.Fatalf("%s: unexpected namespace %s", files, o.Name)
+			}
+			o.Name = ns
+		case *rbacv1.RoleBinding:
+			for i := range o.Subjects {
+				if o.Subjects[i].Namespace == "af-builds" {
+					o.Subjects[i].Namespace = ns
+				}
+			}
+		}
+		if obj.GetNamespace() != "" {
+			if obj.GetNamespace() != "af-builds" {
+				t.Fatalf("%T %s lives in %s, outside af-builds", obj, obj.GetName(), obj.GetNamespace())
+			}
+			obj.SetNamespace(ns)
+		}
+	}
+	return objs
+}
+
+func TestRBACIsEnoughForTheExecutor(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := kubetest.UniqueName(t)
+	env.Create(t, infraObjects(t, ns, "namespace.yaml", "rbac.yaml")...)
+	ctx := context.Background()
+
+	// dispatch as it runs in a cluster: the af-dispatch ServiceAccount's
+	// token, through a kubeconfig file and ClientConfig.
+	saConfig := env.ServiceAccountConfig(t, ns, "af-dispatch")
+	cfg := sampleConfig()
+	cfg.Namespace = ns
+	cfg.Client = ClientConfig{Mode: ModeKubeconfig, Kubeconfig: kubetest.WriteKubeconfig(t, saConfig)}
+	ex, err := NewFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := sampleBuild()
+	id := b.Env.BuildJobID
+	if h, err := ex.Submit(ctx, b); err != nil || !h.Created {
+		t.Fatalf("Submit as af-dispatch = %+v, %v", h, err)
+	}
+	if h, err := ex.Submit(ctx, b); err != nil || h.Created {
+		t.Fatalf("duplicate Submit as af-dispatch = %+v, %v", h, err)
+	}
+	if st, err := ex.Status(ctx, id); err != nil || st != executor.StatePending {
+		t.Fatalf("Status as af-dispatch = %s, %v", st, err)
+	}
+	if ids, err := ex.Active(ctx, b.ServiceID, b.Branch); err != nil || !slices.Equal(ids, []string{id}) {
+		t.Fatalf("Active as af-dispatch = %v, %v", ids, err)
+	}
+	if err := ex.Cancel(ctx, id); err != nil {
+		t.Fatalf("Cancel as af-dispatch: %v", err)
+	}
+	assertGone(t, env.Kube, ns, JobName(id))
+}
+
+func assertGone(t *testing.T, kube k8s.Interface, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := kube.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("job %s: %v, want NotFound", name, err)
+	}
+	if _, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("secret %s: %v, want NotFound", name, err)
+	}
+}
+
+func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := kubetest.UniqueName(t)
+	env.Create(t, infraObjects(t, ns, "namespace.yaml", "rbac.yaml")...)
+	other := env.Namespace(t)
+	ctx := context.Background()
+
+	sa, err := k8s.NewForConfig(env.ServiceAccountConfig(t, ns, "af-dispatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	can := func(verb, group, resource, subresource, namespace string) bool {
+		t.Helper()
+		r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: namespace, Verb: verb, Group: group, Resource: resource, Subresource: subresource,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed
+	}
+
+	type access struct{ verb, group, resource, sub, ns string }
+	describe := func(a access) string {
+		what := a.resource
+		if a.group != "" {
+			what = a.group + "/" + what
+		}
+		if a.sub != "" {
+			what += "/" + a.sub
+		}
+		where := "namespace " + a.ns
+		if a.ns == "" {
+			where = "all namespaces"
+		}
+		return a.verb + " " + what + " in " + where
+	}
+	allowed := []access{
+		{"create", "batch", "jobs", "", ns}, {"get", "batch", "jobs", "", ns}, {"list", "batch", "jobs", "", ns},
+		{"watch", "batch", "jobs", "", ns}, {"delete", "batch", "jobs", "", ns},
+		{"create", "", "secrets", "", ns}, {"get", "", "secrets", "", ns}, {"delete", "", "secrets", "", ns},
+	}
+	for _, a := range allowed {
+		if !can(a.verb, a.group, a.resource, a.sub, a.ns) {
+			t.Errorf("af-dispatch cannot %s; the executor needs it", describe(a))
+		}
+	}
+	denied := []access{
+		// Other namespaces, and the cluster as a whole.
+		{"list", "", "pods", "", ""},
+		{"list", "", "secrets", "", ""},
+		{"get", "", "secrets", "", other},
+		{"create", "batch", "jobs", "", other},
+		{"list", "", "namespaces", "", ""},
+		{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", ""},
+		// In its own namespace: no listing of credentials, no edits, no
+		// pods of its own (a privileged pod is one create away), no other
+		// workloads, no privilege escalation through RBAC or tokens.
+		{"list", "", "secrets", "", ns},
+		{"watch", "", "secrets", "", ns},
+		{"update", "", "secrets", "", ns},
+		{"patch", "", "secrets", "", ns},
+		{"update", "batch", "jobs", "", ns},
+		{"patch", "batch", "jobs", "", ns},
+		{"update", "batch", "jobs", "status", ns},
+		{"create", "", "pods", "", ns},
+		{"get", "", "pods", "", ns},
+		{"create", "", "pods", "exec", ns},
+		{"create", "apps", "deployments", "", ns},
+		{"create", "batch", "cronjobs", "", ns},
+		{"create", "rbac.authorization.k8s.io", "rolebindings", "", ns},
+		{"create", "", "serviceaccounts", "token", ns},
+		{"create", "", "configmaps", "", ns},
+		{"deletecollection", "batch", "jobs", "", ns},
+	}
+	for _, a := range denied {
+		if can(a.verb, a.group, a.resource, a.sub, a.ns) {
+			t.Errorf("af-dispatch can %s; it must not", describe(a))
+		}
+	}
+
+	// And the real calls are refused, not just the reviews.
+	if _, err := sa.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("list pods cluster-wide: %v, want Forbidden", err)
+	}
+	if _, err := env.Kube.CoreV1().Secrets(other).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, StringData: map[string]string{"k": "v"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.CoreV1().Secrets(other).Get(ctx, "elsewhere", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("read a secret in another namespace: %v, want Forbidden", err)
+	}
+	if _, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("list the build secrets: %v, want Forbidden", err)
+	}
+	job, _, err := Render(sampleConfig(), sampleBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "direct", Namespace: ns}, Spec: job.Spec.Template.Spec}
+	if _, err := sa.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("create a privileged pod directly: %v, want Forbidden", err)
+	}
+}
+
+func TestBuildNamespaceAdmitsTheBuildPodAndOthersDoNot(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	builds := kubetest.UniqueName(t)
+	env.Create(t, infraObjects(t, builds, "namespace.yaml")...)
+
+	ordinary := kubetest.UniqueName(t)
+	env.Create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ordinary, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "baseline",
+	}}})
+
+	job, _, err := Render(sampleConfig(), sampleBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the Job controller would create, dry-run, so admission (Pod
+	// Security included) runs without a kubelet having to.
+	podIn := func(ns string) error {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "build-pod", Namespace: ns, Labels: job.Spec.Template.Labels},
+			Spec:       *job.Spec.Template.Spec.DeepCopy(),
+		}
+		_, err := env.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	if err := podIn(builds); err != nil {
+		t.Errorf("the build namespace refuses the build pod: %v", err)
+	}
+	err = podIn(ordinary)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "privileged") {
+		t.Errorf("a baseline namespace should refuse the privileged dind sidecar, got %v", err)
+	}
+}
+
+func TestNetworkPolicySelectsBuildPodsAndFencesThem(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := kubetest.UniqueName(t)
+	objs := infraObjects(t, ns, "namespace.yaml", "networkpolicy.yaml")
+	env.Create(t, objs...) // the API server validates the policy
+
+	var np *networkingv1.NetworkPolicy
+	for _, o := range objs {
+		if p, ok := o.(*networkingv1.NetworkPolicy); ok {
+			np = p
+		}
+	}
+	if np == nil {
+		t.Fatal("networkpolicy.yaml holds no NetworkPolicy")
+	}
+	job, _, err := Render(sampleConfig(), sampleBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(job.Spec.Template.Labels)) {
+		t.Errorf("the policy's selector %s misses the build pods (labels %v)", sel, job.Spec.Template.Labels)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || len(np.Spec.Ingress) != 0 {
+		t.Error("build pods must accept no inbound traffic")
+	}
+	var v4 *networkingv1.IPBlock
+	for _, rule := range np.Spec.Egress {
+		for _, peer := range rule.To {
+			if peer.IPBlock != nil && peer.IPBlock.CIDR == "0.0.0.0/0" {
+				v4 = peer.IPBlock
+			}
+		}
+	}
+	if v4 == nil {
+		t.Fatal("no internet egress rule")
+	}
+	for _, cidr := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"} {
+		if !slices.Contains(v4.Except, cidr) {
+			t.Errorf("egress to %s is not excluded", cidr)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/executortest"
+	"github.com/alternatefutures/af-builder/internal/testinfra/callbacksink"
+	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/token"
+)
+
+const callbackSecret = "local-executor-test-secret-0123456789"
+
+var runnerBin string
+
+// The suite runs the real runner binary. Its DOCKER_HOST names a port nobody
+// listens on, so each build stays in its engine phase (waiting for the
+// engine, up to two minutes) until it is cancelled: a real runner in a real
+// state, without needing a Docker engine.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "local-exec-")
+	if err != nil {
+		panic(err)
+	}
+	runnerBin = filepath.Join(dir, "runner")
+	cmd := exec.Command("go", "build", "-o", runnerBin, "github.com/alternatefutures/af-builder/runner")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build runner: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type fixture struct {
+	exec *Executor
+	sink *callbacksink.Sink
+	dead string // DOCKER_HOST where nothing answers
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	sink, err := callbacksink.Start(context.Background(), callbacksink.Options{Secret: []byte(callbackSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Stop() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "tcp://" + ln.Addr().String()
+	ln.Close()
+	e, err := New(Config{RunnerBin: runnerBin, DockerHost: dead, LogDir: t.TempDir(), GracePeriod: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{exec: e, sink: sink}
+}
+
+func (f *fixture) build(t *testing.T, id, serviceID, branch string) executor.Build {
+	env := contract.Env{
+		BuildJobID:        id,
+		CallbackURL:       f.sink.URL(),
+		CallbackToken:     token.Mint([]byte(callbackSecret), id, time.Now()),
+		RepoCloneURL:      "http://x-access-token:ghs_localExecutorTestToken@127.0.0.1:1/acme/app.git",
+		RepoRef:           "main",
+		ImageTag:          "127.0.0.1:5000/acme/app:" + id,
+		RegistryUser:      "push",
+		RegistryToken:     "registry-secret-for-local-test",
+		LogStreamInterval: time.Second,
+		BuildTimeout:      10 * time.Minute,
+	}
+	if err := env.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	return executor.Build{Env: env, ServiceID: serviceID, Branch: branch, Trigger: "push"}
+}
+
+func TestLocalExecutorBehavesLikeEveryExecutor(t *testing.T) {
+	executortest.Run(t, func(t *testing.T) executortest.Harness {
+		f := newFixture(t)
+		return executortest.Harness{Executor: f.exec, NewBuild: f.build}
+	})
+}
+
+func TestRunnerGetsTheContractAndNothingOfDispatchsEnvironment(t *testing.T) {
+	t.Setenv("GITHUB_APP_PRIVATE_KEY", "dispatch-own-secret-never-for-runners")
+	f := newFixture(t)
+	b := f.build(t, "env-1", "svc", "main")
+	if _, err := f.exec.Submit(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	defer f.exec.Cancel(context.Background(), "env-1")
+
+	f.exec.mu.Lock()
+	pid := f.exec.builds["env-1"].cmd.Process.Pid
+	f.exec.mu.Unlock()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, kv := range strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00") {
+		names = append(names, kv[:strings.IndexByte(kv, '=')])
+		if strings.Contains(kv, "dispatch-own-secret") {
+			t.Errorf("the runner got dispatch's own secret")
+		}
+	}
+	// DOCKER_HOST comes from the executor's configuration when the build names none.
+	want := []string{"PATH", "HOME", "TMPDIR", "DOCKER_HOST"}
+	for _, v := range b.Env.Vars() {
+		want = append(want, v.Name)
+	}
+	slices.Sort(names)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("runner environment = %v\nwant exactly %v", names, want)
+	}
+}
+
+func TestCancelGivesTheRunnerItsGracePeriodToReport(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.exec.Submit(ctx, f.build(t, "grace-1", "svc", "main")); err != nil {
+		t.Fatal(err)
+	}
+	// Cancel once the runner is up and talking.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := f.sink.WaitFor(wctx, func(ds []callbacksink.Delivery) bool { return len(ds) > 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.exec.Cancel(ctx, "grace-1"); err != nil {
+		t.Fatal(err)
+	}
+	term, ok := f.sink.Terminal("grace-1")
+	if !ok {
+		t.Fatalf("no terminal callback by the time Cancel returned: %d deliveries", len(f.sink.Deliveries("grace-1")))
+	}
+	if term.Status != "FAILED" || !strings.Contains(fmt.Sprint(term.Payload["errorMessage"]), "SIGTERM") {
+		t.Errorf("terminal = %s %v", term.Status, term.Payload["errorMessage"])
+	}
+}

@@ -1,0 +1,6 @@
+const server = Bun.serve({
+  fetch(req) {
+    return new Response("Bun!");
+  },
+});
+console.log(`Listening on ${server.url}`);

@@ -1,0 +1,2 @@
+(ns app.core)
+(defn -main [] (println "hi"))

@@ -1,0 +1,2 @@
+const { Worker } = require('bullmq');
+new Worker('jobs', async job => job.data);

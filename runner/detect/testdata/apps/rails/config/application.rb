@@ -1,0 +1,4 @@
+module Blog
+  class Application < Rails::Application
+  end
+end

@@ -1,0 +1,2 @@
+scalaVersion := "3.4.1"
+name := "app"

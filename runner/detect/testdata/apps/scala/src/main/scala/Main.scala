@@ -1,0 +1,1 @@
+@main def hello(): Unit = println("hi")
