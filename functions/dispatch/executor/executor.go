@@ -54,6 +54,7 @@ type Executor interface {
 	// Cancel stops the build and removes what Submit created.
 	Cancel(ctx context.Context, buildJobID string) error
 	Status(ctx context.Context, buildJobID string) (State, error)
-	// Active lists the build ids of unfinished builds of one service and branch.
+	// Active lists the build ids of unfinished builds of one service and
+	// branch, oldest first: supersede cancels only those older than a new one.
 	Active(ctx context.Context, serviceID, branch string) ([]string, error)
 }

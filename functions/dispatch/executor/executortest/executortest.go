@@ -19,6 +19,9 @@ import (
 type Harness struct {
 	Executor executor.Executor
 	NewBuild func(t *testing.T, id, serviceID, branch string) executor.Build
+	// SubmitSpacing is the time between submissions that the executor needs
+	// to order them (Kubernetes records creation times to the second).
+	SubmitSpacing time.Duration
 }
 
 // Run runs the suite; newHarness is called once per test.
@@ -32,6 +35,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"UnknownBuildIsNotFound", unknownBuildIsNotFound},
 		{"CancelRemovesTheBuild", cancelRemovesTheBuild},
 		{"ActiveListsUnfinishedBuildsOfOneServiceAndBranch", activeListsOneServiceAndBranch},
+		{"ActiveIsOldestFirst", activeIsOldestFirst},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
@@ -127,8 +131,23 @@ func activeListsOneServiceAndBranch(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"act-a", "act-b"}) {
-		t.Errorf("Active(svc-1, main) = %v, want [act-a act-b]", ids)
+		t.Errorf("Active(svc-1, main) = %v, want [act-a act-b], oldest first", ids)
+	}
+}
+
+func activeIsOldestFirst(t *testing.T, h Harness) {
+	// Names that sort the other way round, so the order cannot come from them.
+	for _, id := range []string{"zz-old", "mm-mid", "aa-new"} {
+		submit(t, h, h.NewBuild(t, id, "svc", "main"))
+		// Creation times with a one-second resolution must still tell them apart.
+		time.Sleep(h.SubmitSpacing)
+	}
+	ids, err := h.Executor.Active(ctx(t), "svc", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"zz-old", "mm-mid", "aa-new"}) {
+		t.Errorf("Active = %v, want oldest first [zz-old mm-mid aa-new]", ids)
 	}
 }

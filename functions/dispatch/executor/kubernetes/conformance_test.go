@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"testing"
+	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/executortest"
@@ -13,7 +14,8 @@ func TestKubernetesExecutorBehavesLikeEveryExecutor(t *testing.T) {
 	executortest.Run(t, func(t *testing.T) executortest.Harness {
 		ex, _, _ := newTestExecutor(t)
 		return executortest.Harness{
-			Executor: ex,
+			Executor:      ex,
+			SubmitSpacing: 1100 * time.Millisecond,
 			NewBuild: func(t *testing.T, id, serviceID, branch string) executor.Build {
 				b := sampleBuild()
 				b.Env.BuildJobID = id

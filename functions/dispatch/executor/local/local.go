@@ -4,6 +4,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -44,9 +46,11 @@ type Executor struct {
 	cfg    Config
 	mu     sync.Mutex
 	builds map[string]*proc
+	seq    uint64
 }
 
 type proc struct {
+	seq       uint64 // submission order, for Active's oldest-first answer
 	cmd       *exec.Cmd
 	serviceID string
 	branch    string
@@ -111,7 +115,8 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		logFile.Close()
 		return h, fmt.Errorf("local executor: start runner: %w", err)
 	}
-	p := &proc{cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
+	e.seq++
+	p := &proc{seq: e.seq, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
 	e.builds[id] = p
 	go func() {
 		err := cmd.Wait()
@@ -197,6 +202,7 @@ func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string
 			ids = append(ids, id)
 		}
 	}
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(e.builds[a].seq, e.builds[b].seq) })
 	return ids, nil
 }
 
