@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: a Docker engine, a
-# registry, htpasswd, a static busybox for base images, etcd and git.
+# registry, a static busybox for base images, and git.
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
 
@@ -9,7 +9,6 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 have dockerd          || need+=(docker.io)
 have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
-have etcd             || need+=(etcd-server)
 have git              || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 

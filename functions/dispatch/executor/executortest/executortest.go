@@ -19,9 +19,6 @@ import (
 type Harness struct {
 	Executor executor.Executor
 	NewBuild func(t *testing.T, id, serviceID, branch string) executor.Build
-	// SubmitSpacing is the time between submissions that the executor needs
-	// to order them (Kubernetes records creation times to the second).
-	SubmitSpacing time.Duration
 }
 
 // Run runs the suite; newHarness is called once per test.
@@ -139,9 +136,8 @@ func activeListsOneServiceAndBranch(t *testing.T, h Harness) {
 func activeIsOldestFirst(t *testing.T, h Harness) {
 	// Names that sort the other way round, so the order cannot come from them.
 	for _, id := range []string{"zz-old", "mm-mid", "aa-new"} {
+		// Back to back: within one second, which is all creationTimestamp resolves.
 		submit(t, h, h.NewBuild(t, id, "svc", "main"))
-		// Creation times with a one-second resolution must still tell them apart.
-		time.Sleep(h.SubmitSpacing)
 	}
 	ids, err := h.Executor.Active(ctx(t), "svc", "main")
 	if err != nil {

@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"testing"
-	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/executortest"
@@ -14,8 +13,7 @@ func TestKubernetesExecutorBehavesLikeEveryExecutor(t *testing.T) {
 	executortest.Run(t, func(t *testing.T) executortest.Harness {
 		ex, _, _ := newTestExecutor(t)
 		return executortest.Harness{
-			Executor:      ex,
-			SubmitSpacing: 1100 * time.Millisecond,
+			Executor: ex,
 			NewBuild: func(t *testing.T, id, serviceID, branch string) executor.Build {
 				b := sampleBuild()
 				b.Env.BuildJobID = id

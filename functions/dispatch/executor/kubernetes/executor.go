@@ -82,6 +82,8 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 	id := b.Env.BuildJobID
 	h := executor.Handle{Name: job.Name, Namespace: job.Namespace}
 	jobs := e.client.BatchV1().Jobs(job.Namespace)
+	// Set here rather than in Render, which must stay deterministic.
+	job.Annotations[AnnotationSubmittedAt] = time.Now().UTC().Format(time.RFC3339Nano)
 
 	created, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: managerName})
 	switch {
@@ -320,6 +322,11 @@ func (e *Executor) Active(ctx context.Context, serviceID, branch string) ([]stri
 		opts.Continue = list.Continue
 	}
 	sort.SliceStable(found, func(i, j int) bool {
+		si, ei := time.Parse(time.RFC3339Nano, found[i].Annotations[AnnotationSubmittedAt])
+		sj, ej := time.Parse(time.RFC3339Nano, found[j].Annotations[AnnotationSubmittedAt])
+		if ei == nil && ej == nil && !si.Equal(sj) {
+			return si.Before(sj)
+		}
 		ti, tj := found[i].CreationTimestamp, found[j].CreationTimestamp
 		if !ti.Equal(&tj) {
 			return ti.Before(&tj)

@@ -39,6 +39,9 @@ const (
 	LabelTrigger   = "af-builder.io/trigger"
 
 	AnnotationImageTag = "af-builder.io/image-tag"
+	// AnnotationSubmittedAt orders builds finer than creationTimestamp's
+	// seconds, so supersede can tell two pushes of the same second apart.
+	AnnotationSubmittedAt = "af-builder.io/submitted-at"
 
 	// The NetworkPolicy in infra/k8s selects build pods by these two.
 	labelName      = "app.kubernetes.io/name"
