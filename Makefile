@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps kube bench clean lambda image
+.PHONY: all build test unit e2e sample demo lint deps deps-race kube bench clean lambda image
 
 all: build
 
@@ -16,6 +16,10 @@ build:
 deps:
 	bash scripts/deps.sh
 
+# deps plus gcc/libc6-dev: -race needs cgo.
+deps-race:
+	bash scripts/deps.sh --race
+
 # kube-apiserver and etcd for the dispatch tests; built once per machine and
 # cached under ~/.cache/af-builder/kube.
 kube:
@@ -23,7 +27,7 @@ kube:
 
 # Every test: unit, the real Kubernetes API tests, and the end-to-end suite
 # against a real dockerd, registry and git server.
-test: deps
+test: deps-race
 	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 unit:
@@ -49,7 +53,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/
+	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/
 
 # dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
 lambda:

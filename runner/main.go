@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/sys/unix"
 
 	"github.com/alternatefutures/af-builder/runner/buildlog"
 	"github.com/alternatefutures/af-builder/runner/detect"
@@ -73,6 +74,15 @@ func subcommand(args []string) int {
 }
 
 func build() int {
+	// Before anything else: a SIGTERM that arrives early must still end in a
+	// terminal status, not kill the process.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// The environment holds the build's secrets; a non-dumpable process keeps
+	// tools the build runs as the same user (nixpacks) from reading it
+	// through /proc/<pid>/environ.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+
 	env, cfgErr := contract.Load(context.Background(), envconfig.OsLookuper())
 	red := redact.New(env.Secrets()...)
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
@@ -98,7 +108,7 @@ func build() int {
 			Status:       callback.Failed,
 			ErrorMessage: cfgErr.Error(),
 			FailedPhase:  string(failure.Config),
-			ErrorClass:   string(failure.User),
+			ErrorClass:   string(configClass(cfgErr)),
 		})
 		if err != nil {
 			slog.Error("could not report the failure", "err", err)
@@ -115,8 +125,6 @@ func build() int {
 
 	stopped, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	shutdown := make(chan struct{})
 	go func() {
 		select {
@@ -166,6 +174,27 @@ func build() int {
 		return exitBuildFailed
 	}
 	return exitOK
+}
+
+// userSettings are the contract variables that come from the service's
+// settings; every other one is set by the platform.
+var userSettings = map[string]bool{
+	"ROOT_DIRECTORY": true, "BUILD_COMMAND": true, "BUILD_COMMAND_B64": true,
+	"START_COMMAND": true, "START_COMMAND_B64": true,
+}
+
+// configClass blames the user only when every bad variable is one of theirs.
+func configClass(err error) failure.Class {
+	var es contract.Errors
+	if !errors.As(err, &es) {
+		return failure.Infrastructure
+	}
+	for _, f := range es.Fields() {
+		if !userSettings[f] {
+			return failure.Infrastructure
+		}
+	}
+	return failure.User
 }
 
 func newClient(env contract.Env) *callback.Client {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: a Docker engine, a
-# registry, a static busybox for base images, and git.
+# registry, a static busybox for base images, and git. With --race also a C
+# toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
 
@@ -11,6 +12,10 @@ have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have git              || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
+if [ "${1:-}" = --race ]; then
+  have gcc                          || need+=(gcc)
+  dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

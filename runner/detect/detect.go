@@ -196,11 +196,22 @@ func (d *detection) run() Result {
 		return r
 	}
 	df := d.dockerfile()
-	r.HasDockerfile = df != nil
+	// The runner builds with any Dockerfile the repository has, even one
+	// detection cannot read (too large, not UTF-8): that only costs the port
+	// hints. A symlinked one counts too, so the plan phase can refuse it with
+	// a clear error rather than the build silently going to Nixpacks.
+	r.HasDockerfile = df != nil || d.t.hasEntry("Dockerfile")
+	switch {
+	case df != nil || !r.HasDockerfile:
+	case d.t.isSymlink("Dockerfile"):
+		d.addf("Dockerfile is a symlink: the build refuses it (it must be a regular file of the repository)")
+	default:
+		d.addf("Dockerfile present but not readable as text: the runner builds with it; no port hints from it")
+	}
 	dockerReasons := d.take()
 	best := choose(cands)
 
-	d.label(&r, best, cands, df != nil)
+	d.label(&r, best, cands, r.HasDockerfile)
 	r.Reasons = append(r.Reasons, dockerReasons...)
 	r.Versions = mergeVersions(best, cands)
 	d.port(&r, best, df)

@@ -76,8 +76,13 @@ func TestBinaryJunkManifests(t *testing.T) {
 		}
 	}
 	r := detectWithin(t, dir)
-	if r.Framework != "unknown" || r.HasDockerfile {
-		t.Errorf("junk gave framework %q, hasDockerfile %v; want unknown and no Dockerfile", r.Framework, r.HasDockerfile)
+	// A Dockerfile detection cannot read is still the repository's build
+	// recipe: the runner builds with it, without port hints from it.
+	if r.Framework != "dockerfile" || !r.HasDockerfile || r.Port != nil {
+		t.Errorf("junk gave framework %q, hasDockerfile %v, port %v; want dockerfile, true, none", r.Framework, r.HasDockerfile, r.Port)
+	}
+	if !hasReason(r, "Dockerfile present but not readable as text") {
+		t.Errorf("no reason about the unreadable Dockerfile; reasons:\n%s", strings.Join(r.Reasons, "\n"))
 	}
 	if !hasReason(r, "package.json: binary content") {
 		t.Errorf("no reason about package.json; reasons:\n%s", strings.Join(r.Reasons, "\n"))
@@ -107,7 +112,8 @@ func TestSymlinksOutOfTheTreeAreNotFollowed(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "pnpm-workspace.yaml"), "packages:\n  - 'apps/*'\n  - '../*'\n")
 	r := detectWithin(t, dir)
-	if r.Framework == "next" || r.HasDockerfile || (r.Port != nil && *r.Port == 1234) {
+	// The symlinked Dockerfile is reported (the plan phase refuses it) but never read.
+	if r.Framework == "next" || !r.HasDockerfile || (r.Port != nil && *r.Port == 1234) {
 		t.Errorf("detection read through a symlink out of the tree: %+v", r)
 	}
 	for _, want := range []string{

@@ -92,3 +92,31 @@ func RefineWithNixpacksPlan(r Result, planJSON []byte) Result {
 	}
 	return r
 }
+
+// ApplyStartCommand accounts for the service's START_COMMAND override, which
+// is what will really run in a Nixpacks image: a port it states (--port 3000,
+// or $PORT, which the runner sets to DefaultPort) replaces the one detected
+// from the manifests. The framework label stays.
+func ApplyStartCommand(r Result, cmd string) Result {
+	if cmd == "" {
+		return r
+	}
+	r.Reasons = slices.Clone(r.Reasons)
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	r.StartCommand = cmd
+	d := &detection{}
+	l := d.analyzeCommand(cmd, "START_COMMAND")
+	p, src := l.resolve(DefaultPort, "PORT set by the runner")
+	if p <= 0 {
+		r.Reasons = append(r.Reasons, "START_COMMAND says nothing about its port: keeping the detected one")
+		return r
+	}
+	if src == "" {
+		src = "START_COMMAND"
+	}
+	r.Port, r.PortSource = &p, src
+	r.Reasons = append(r.Reasons, fmt.Sprintf("port %d: START_COMMAND %q (%s)", p, cmd, src))
+	return r
+}

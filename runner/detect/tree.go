@@ -118,6 +118,18 @@ func (t *tree) stat(name string) (fs.FileInfo, error) {
 	return nil, errNotFound
 }
 
+// hasEntry reports whether name exists as a regular file or a symlink
+// (wherever it points), without reading it.
+func (t *tree) hasEntry(name string) bool {
+	fi, err := t.root.Lstat(name)
+	return err == nil && (fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0)
+}
+
+func (t *tree) isSymlink(name string) bool {
+	fi, err := t.root.Lstat(name)
+	return err == nil && fi.Mode()&fs.ModeSymlink != 0
+}
+
 // isFile reports whether name is a regular file inside the tree.
 func (t *tree) isFile(name string) bool {
 	fi, err := t.stat(name)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -71,6 +72,12 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 	}))
 	sessDone := make(chan error, 1)
 	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				sessDone <- fmt.Errorf("buildkit session crashed: %v", r)
+				stopSession()
+			}
+		}()
 		sessDone <- sess.Run(sessCtx, func(ctx context.Context, proto string, meta map[string][]string) (net.Conn, error) {
 			return e.cli.DialHijack(ctx, "/session", proto, meta)
 		})
@@ -131,23 +138,31 @@ func (e *Engine) buildFailed(ctx context.Context, buildID string, err error) err
 }
 
 // classifyBuildError separates the repository's faults (a failing step, a
-// bad Dockerfile, a base image that does not exist) from the engine's.
+// bad Dockerfile, a base image that does not exist) from the engine's. What
+// it does not recognise is the platform's: never the user's fault until we
+// know it is.
 func classifyBuildError(msg string, err error) error {
 	lower := strings.ToLower(msg)
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(lower, s) {
+				return true
+			}
+		}
+		return false
+	}
 	switch {
-	case strings.Contains(lower, "did not complete successfully"),
-		strings.Contains(lower, "dockerfile parse error"),
-		strings.Contains(lower, "failed to parse dockerfile"),
-		strings.Contains(lower, "unknown instruction"),
-		strings.Contains(lower, "failed to compute cache key"),
-		strings.Contains(lower, "not found") && strings.Contains(lower, "failed to solve"),
-		strings.Contains(lower, "pull access denied"),
-		strings.Contains(lower, "failed to read dockerfile"):
+	case has("no space left on device", "out of memory", "cannot allocate memory"):
+		return failure.New(failure.Build, failure.Infrastructure, msg, err)
+	case has("did not complete successfully", "executor failed running", "exit code:",
+		"dockerfile parse error", "failed to parse dockerfile", "unknown instruction",
+		"failed to compute cache key", "pull access denied", "failed to read dockerfile",
+		"invalid reference format", "unknown flag", "no build stage", "failed to process"),
+		has("not found") && has("failed to solve"):
 		return failure.New(failure.Build, failure.User, msg, err)
-	case strings.Contains(lower, "timeout"), strings.Contains(lower, "connection reset"),
-		strings.Contains(lower, "too many requests"), strings.Contains(lower, "temporary"):
+	case has("timeout", "connection reset", "too many requests", "temporary"):
 		return failure.New(failure.Build, failure.Transient, msg, err)
 	default:
-		return failure.New(failure.Build, failure.User, msg, err)
+		return failure.New(failure.Build, failure.Infrastructure, msg, err)
 	}
 }

@@ -41,7 +41,10 @@ func TestClassifyBuildError(t *testing.T) {
 		{`failed to solve: read tcp 10.0.0.1:1234->1.2.3.4:443: read: connection reset by peer`, failure.Transient},
 		{`failed to solve: unexpected status from HEAD request: 429 Too Many Requests`, failure.Transient},
 		{`failed to solve: temporary failure in name resolution`, failure.Transient},
-		{`something nobody anticipated`, failure.User},
+		{`executor failed running [/bin/sh -c exit 3]: exit code: 3`, failure.User}, // dockerd 20.10's wording
+		{`failed to solve: failed to export image: no space left on device`, failure.Infrastructure},
+		{`rpc error: code = Unavailable desc = error reading from server: EOF`, failure.Infrastructure},
+		{`something nobody anticipated`, failure.Infrastructure},
 	} {
 		cause := &StreamError{Message: tc.msg}
 		err := classifyBuildError(tc.msg, cause)

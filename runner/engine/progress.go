@@ -27,6 +27,15 @@ func buildStream(ctx context.Context, body io.Reader, out io.Writer) (imageID st
 	displayDone := make(chan struct{})
 	go func() {
 		defer close(displayDone)
+		// Rendering must never take the build down: a crash here would end
+		// the runner without its terminal callback.
+		defer func() {
+			if r := recover(); r != nil {
+				fmt.Fprintf(out, "(progress display stopped: %v)\n", r)
+				for range ch {
+				}
+			}
+		}()
 		// The display's own errors are about rendering, never the build.
 		_, _ = display.UpdateFrom(context.WithoutCancel(ctx), ch)
 	}()

@@ -137,6 +137,11 @@ func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration,
 			fe = failure.New(p, class, context.Cause(pctx).Error(), err)
 		}
 		r.cfg.Log.Printf(string(p), "failed after %s: %s", round(d), fe.Message)
+		// The message is written for the user; the cause is what lets
+		// support tell why (the pod and its stderr are gone soon after).
+		if fe.Err != nil && fe.Err.Error() != fe.Message {
+			r.cfg.Log.Printf(string(p), "cause: %v", fe.Err)
+		}
 		return fe
 	}
 	r.cfg.Log.Printf(string(p), "done in %s", round(d))

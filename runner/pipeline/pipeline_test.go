@@ -167,3 +167,38 @@ func TestRunStopsAtTheFirstFailingPhase(t *testing.T) {
 		t.Errorf("log leaks the token or goes past the clone:\n%s", text)
 	}
 }
+
+// A failure's message is what the user reads; its cause is what tells an
+// operator what broke. A runner pod is gone soon after the build, so the
+// cause must reach the build log, which the platform keeps.
+func TestRunLogsTheCauseBehindAFailure(t *testing.T) {
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		w.Write([]byte("OK"))
+	}))
+	defer engine.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	git := ln.Addr().String()
+	ln.Close() // no git server: the fetch is refused
+
+	log, out := newLog()
+	_, err = Run(context.Background(), Config{
+		Env: contract.Env{
+			DockerHost:    "tcp://" + strings.TrimPrefix(engine.URL, "http://"),
+			RepoCloneURL:  "http://x-access-token:ghs_Token0123456789abcdef@" + git + "/octo/app.git",
+			RepoRef:       "main",
+			RootDirectory: ".",
+			ImageTag:      "ghcr.io/af/u1--octo-app:0123456789ab",
+		},
+		WorkDir:  t.TempDir(),
+		Log:      log,
+		Timeouts: DefaultTimeouts,
+	})
+	wantFailure(t, err, failure.Clone, failure.Transient, "fetching http://"+git+"/octo/app.git failed")
+	if text := out.String(); !strings.Contains(text, "connection refused") {
+		t.Errorf("the build log does not say why the fetch failed:\n%s", text)
+	}
+}

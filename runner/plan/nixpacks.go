@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alternatefutures/af-builder/runner/detect"
@@ -45,24 +46,34 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 		return Plan{}, failure.New(failure.Plan, failure.Infrastructure,
 			"the repository has no Dockerfile and nixpacks is not installed in the runner image", err)
 	}
+	// A committed .nixpacks (a symlink, say) must not decide where nixpacks
+	// writes or which Dockerfile is built.
+	if err := os.RemoveAll(filepath.Join(src.Dir, ".nixpacks")); err != nil {
+		return Plan{}, failure.New(failure.Plan, failure.Infrastructure, "cannot clear .nixpacks", err)
+	}
+	// The overrides go to both commands, so the plan describes what will run.
+	var overrides []string
+	if src.BuildCommand != "" {
+		overrides = append(overrides, "--build-cmd", src.BuildCommand)
+	}
+	if src.StartCommand != "" {
+		overrides = append(overrides, "--start-cmd", src.StartCommand)
+	}
 	detected := src.Detected
-	if out, err := n.run(ctx, nil, "plan", src.Dir, "--format", "json", "--env", portEnv); err == nil {
+	planArgs := append([]string{"plan", src.Dir, "--format", "json", "--env", portEnv}, overrides...)
+	if out, err := n.run(ctx, nil, planArgs...); err == nil {
 		detected = detect.RefineWithNixpacksPlan(detected, out)
 	} else {
 		// Plan output only refines detection; the build below decides success.
 		fmt.Fprintf(log, "nixpacks plan gave no result (%v); keeping the detected settings\n", err)
 	}
+	detected = detect.ApplyStartCommand(detected, src.StartCommand)
 
 	args := []string{"build", src.Dir, "--out", src.Dir, "--env", portEnv}
 	if src.CacheKey != "" {
 		args = append(args, "--cache-key", src.CacheKey)
 	}
-	if src.BuildCommand != "" {
-		args = append(args, "--build-cmd", src.BuildCommand)
-	}
-	if src.StartCommand != "" {
-		args = append(args, "--start-cmd", src.StartCommand)
-	}
+	args = append(args, overrides...)
 	fmt.Fprintf(log, "generating a Dockerfile with %s\n", strings.Join(append([]string{"nixpacks"}, args...), " "))
 	if _, err := n.run(ctx, log, args...); err != nil {
 		if ctx.Err() != nil {
@@ -90,6 +101,9 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 // With log set, output streams there; otherwise stdout is returned.
 func (n Nixpacks) run(ctx context.Context, log io.Writer, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, n.bin(), args...)
+	// Its own process group, so a deadline stops whatever nixpacks started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Env = nixpacksEnv()
 	// Once ctx ends and nixpacks is killed, a child it left behind holding
 	// stdout must not keep Run waiting past the deadline.

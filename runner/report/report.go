@@ -5,6 +5,7 @@ package report
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -43,8 +44,19 @@ func (r *Reporter) Start(ctx context.Context) {
 	r.mu.Lock()
 	r.started = true
 	r.mu.Unlock()
+	// RUNNING updates stop retrying once Finish begins: an update that keeps
+	// failing must not spend the terminal status's budget. An attempt already
+	// on the wire still completes, so none can arrive after the terminal one.
+	running := *r.client
+	running.Sleep = r.sleepUnlessFinishing
 	go func() {
 		defer close(r.done)
+		// A crash in a progress update must not take the terminal status with it.
+		defer func() {
+			if p := recover(); p != nil {
+				slog.Error("RUNNING updates stopped after a crash", "panic", fmt.Sprint(p))
+			}
+		}()
 		var sent uint64 = ^uint64(0)
 		t := time.NewTicker(r.interval)
 		defer t.Stop()
@@ -54,7 +66,7 @@ func (r *Reporter) Start(ctx context.Context) {
 				// Each update is bounded by the interval: the next one carries a
 				// newer tail anyway.
 				uctx, cancel := context.WithTimeout(ctx, r.interval+5*time.Second)
-				err := r.client.Send(uctx, callback.Payload{BuildJobID: r.buildID, Status: callback.Running, Logs: tail})
+				err := running.Send(uctx, callback.Payload{BuildJobID: r.buildID, Status: callback.Running, Logs: tail})
 				cancel()
 				r.noteRunning(err)
 				sent = version
@@ -70,6 +82,22 @@ func (r *Reporter) Start(ctx context.Context) {
 	}()
 }
 
+// errFinishing ends a RUNNING update's retries when Finish has begun.
+var errFinishing = errors.New("the terminal status is being sent")
+
+func (r *Reporter) sleepUnlessFinishing(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.stop:
+		return errFinishing
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 func (r *Reporter) isRejected() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -77,7 +105,7 @@ func (r *Reporter) isRejected() bool {
 }
 
 func (r *Reporter) noteRunning(err error) {
-	if err == nil {
+	if err == nil || errors.Is(err, errFinishing) {
 		return
 	}
 	var se *callback.StatusError

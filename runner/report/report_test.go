@@ -2,10 +2,12 @@ package report
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -313,5 +315,62 @@ func TestFinishWithoutStart(t *testing.T) {
 	}
 	if n := len(sink.Deliveries("job-config")); n != 1 {
 		t.Errorf("%d deliveries after the second Finish, want 1", n)
+	}
+}
+
+// An API that keeps failing RUNNING updates must not hold the terminal status
+// back: once Finish is called, the update in flight stops retrying. The
+// interval is long, as LOG_STREAM_INTERVAL allows (up to 5m), so the update's
+// own bound (interval+5s) is far beyond Finish's budget.
+func TestFinishIsNotHeldBackByARetryingRunningUpdate(t *testing.T) {
+	var mu sync.Mutex
+	var statuses []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct{ Status string }
+		json.NewDecoder(r.Body).Decode(&p)
+		mu.Lock()
+		statuses = append(statuses, p.Status)
+		mu.Unlock()
+		if p.Status == string(callback.Running) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer api.Close()
+	count := func(status string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range statuses {
+			if s == status {
+				n++
+			}
+		}
+		return n
+	}
+
+	log := buildlog.New(io.Discard, redact.New())
+	log.Line("build", "compiling")
+	r := New(callback.New(api.URL, "tok"), "job-503", log, time.Minute)
+	r.Start(context.Background())
+	for deadline := time.Now().Add(10 * time.Second); count(string(callback.Running)) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the RUNNING update was not retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := r.Finish(ctx, callback.Payload{Status: callback.Failed, ErrorMessage: "boom"}); err != nil {
+		t.Fatalf("Finish after %s: %v", time.Since(start), err)
+	}
+	if n := count(string(callback.Failed)); n != 1 {
+		t.Errorf("%d FAILED deliveries, want 1", n)
+	}
+	n := count(string(callback.Running))
+	time.Sleep(100 * time.Millisecond)
+	if m := count(string(callback.Running)); m != n {
+		t.Errorf("%d RUNNING retries after the terminal status", m-n)
 	}
 }

@@ -147,8 +147,8 @@ func (c *Client) Send(ctx context.Context, p Payload) error {
 	if err != nil {
 		return fmt.Errorf("encode callback: %w", err)
 	}
-	if len(body) > MaxBodyBytes {
-		return fmt.Errorf("callback body is %d bytes, over the %d limit", len(body), MaxBodyBytes)
+	if len(body) >= MaxBodyBytes {
+		return fmt.Errorf("callback body is %d bytes; it must stay under %d", len(body), MaxBodyBytes)
 	}
 	if c.MaxElapsed > 0 {
 		var cancel context.CancelFunc

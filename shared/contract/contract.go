@@ -17,6 +17,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/alternatefutures/af-builder/shared/token"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -48,6 +49,11 @@ type Env struct {
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 }
+
+// MaxBuildTimeout keeps a build inside its callback token's lifetime: the
+// token is minted at dispatch, and the runner needs time after the timeout
+// (and the Job time before it starts) to send the terminal status with it.
+const MaxBuildTimeout = token.Lifetime - 30*time.Minute
 
 // FieldError names the variable that is wrong.
 type FieldError struct {
@@ -196,8 +202,9 @@ func (e *Env) Normalize() error {
 	if e.LogStreamInterval < 500*time.Millisecond || e.LogStreamInterval > 5*time.Minute {
 		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
 	}
-	if e.BuildTimeout < 10*time.Second || e.BuildTimeout > 6*time.Hour {
-		check("BUILD_TIMEOUT", errors.New("must be between 10s and 6h"))
+	if e.BuildTimeout < 10*time.Second || e.BuildTimeout > MaxBuildTimeout {
+		check("BUILD_TIMEOUT", fmt.Errorf("must be between 10s and %v (the callback token expires %v after dispatch)",
+			MaxBuildTimeout, token.Lifetime))
 	}
 	if len(errs) > 0 {
 		return errs

@@ -12,6 +12,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/token"
 )
 
 const (
@@ -255,6 +256,10 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 		{"LOG_STREAM_INTERVAL", "10m", "LOG_STREAM_INTERVAL"},
 		{"BUILD_TIMEOUT", "5s", "BUILD_TIMEOUT"},
 		{"BUILD_TIMEOUT", "7h", "BUILD_TIMEOUT"},
+		// The callback token dies 4h after dispatch minted it: a build allowed
+		// to run that long could never report how it ended.
+		{"BUILD_TIMEOUT", "4h", "BUILD_TIMEOUT"},
+		{"BUILD_TIMEOUT", "3h45m", "BUILD_TIMEOUT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value[:min(len(c.value), 20)], func(t *testing.T) {
@@ -568,5 +573,21 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadAcceptsTheLongestBuildTimeout(t *testing.T) {
+	vars := completeVars()
+	vars["BUILD_TIMEOUT"] = contract.MaxBuildTimeout.String()
+	env, err := load(t, vars)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if env.BuildTimeout != contract.MaxBuildTimeout || contract.MaxBuildTimeout+30*time.Minute > token.Lifetime {
+		t.Errorf("BuildTimeout = %s, contract.MaxBuildTimeout %s, token lifetime %s", env.BuildTimeout, contract.MaxBuildTimeout, token.Lifetime)
+	}
+	vars["BUILD_TIMEOUT"] = "4h"
+	if _, err := load(t, vars); err == nil || !strings.Contains(err.Error(), "BUILD_TIMEOUT must be between 10s and 3h30m") {
+		t.Errorf("Load(BUILD_TIMEOUT=4h) = %v, want the bound named", err)
 	}
 }

@@ -62,6 +62,10 @@ func (r *Redactor) String(s string) string {
 	if r != nil && r.r != nil {
 		s = r.r.Replace(s)
 	}
+	// Most lines carry no URL credentials; skip the regexp for them.
+	if !strings.Contains(s, "@") {
+		return s
+	}
 	return userinfo.ReplaceAllString(s, "${1}"+Mask+"@")
 }
 

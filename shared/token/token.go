@@ -32,7 +32,8 @@ var (
 	ErrNotYetValid = errors.New("token issued in the future")
 )
 
-var enc = base64.RawURLEncoding
+// Strict, so that exactly one string encodes a given token.
+var enc = base64.RawURLEncoding.Strict()
 
 // Mint returns a token for buildJobID issued at now.
 func Mint(secret []byte, buildJobID string, now time.Time) string {

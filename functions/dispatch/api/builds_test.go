@@ -275,6 +275,9 @@ func TestCancelDeletesTheJobAndReportsCanceledFirst(t *testing.T) {
 	if final.Status != "CANCELED" {
 		t.Fatalf("final status %s", final.Status)
 	}
+	if s, ok := h.stateAtCancel("bj-cancel"); !ok || s != "CANCELED" {
+		t.Errorf("when the Job was deleted the API held %q (deleted: %v); CANCELED must be stored first", s, ok)
+	}
 
 	// The runner, SIGTERMed, reports its own end: it must not win.
 	late := callback.New(h.sink.URL(), runnerToken)

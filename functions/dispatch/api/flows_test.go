@@ -176,3 +176,40 @@ func TestNoSecretReachesALogLineOrAnAnswer(t *testing.T) {
 		}
 	}
 }
+
+// sourceFunc is a subscription source for one test.
+type sourceFunc func(subscriptions.PushKey) []subscriptions.Service
+
+func (f sourceFunc) Lookup(_ context.Context, k subscriptions.PushKey) ([]subscriptions.Service, error) {
+	return f(k), nil
+}
+
+// Closing the BuildJobs dispatch will not build, and superseding, post
+// callbacks that may each take the whole callback timeout when
+// service-cloud-api is slow. They must not use up the webhook's budget
+// before every build is submitted: GitHub does not redeliver by itself, so
+// a build not started here is lost.
+func TestSlowCallbacksDoNotStarveLaterServicesOfTheBudget(t *testing.T) {
+	t.Parallel()
+	src := sourceFunc(func(k subscriptions.PushKey) []subscriptions.Service {
+		id := func(svc string) string { return "bj_" + k.DeliveryID[:8] + "_" + svc }
+		return []subscriptions.Service{
+			{ServiceID: "svc_docs", BuildJobID: id("docs"), ImageTag: "ghcr.io/acme/u1--docs:" + k.CommitSHA[:12], WatchPaths: []string{"docs/**"}},
+			{ServiceID: "svc_broken", BuildJobID: id("broken"), ImageTag: "ghcr.io/Acme/Broken"},
+			{ServiceID: "svc_web", BuildJobID: id("web"), ImageTag: "ghcr.io/acme/u1--web:" + k.CommitSHA[:12], RootDirectory: "apps/web"},
+		}
+	})
+	h := start(t, options{source: src, webhookBudget: 2 * time.Second, callbackTimeout: 1500 * time.Millisecond})
+	h.sink.AlwaysAnswer(http.StatusServiceUnavailable)
+
+	r := h.deliver("push", "5c8a21e0-0000-4000-8000-000000000002", pushTo(commitA, webhooktest.Commit{Message: "x", Modified: []string{"apps/web/a.ts"}}))
+	if r.Code != http.StatusAccepted {
+		t.Fatalf("answer %d: %s", r.Code, r.Body)
+	}
+	if b := buildsByService(t, r)["svc_web"]; b.Status != "queued" {
+		t.Errorf("web = %+v", b)
+	}
+	if ids := buildIDs(h.jobs()); len(ids) != 1 || ids[0] != "bj_5c8a21e0_web" {
+		t.Errorf("jobs = %v", ids)
+	}
+}

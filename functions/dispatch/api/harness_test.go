@@ -21,6 +21,7 @@ import (
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/api"
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
@@ -62,6 +63,9 @@ type options struct {
 	source          subscriptions.Source
 	noSupersede     bool
 	maxWebhookBytes int64
+	// webhookBudget and callbackTimeout replace 8 s and 3 s when set.
+	webhookBudget   time.Duration
+	callbackTimeout time.Duration
 	// logHandler replaces the test log handler (the secret scan captures).
 	logHandler slog.Handler
 }
@@ -76,6 +80,7 @@ type harness struct {
 	sink *callbacksink.Sink
 	kube k8s.Interface
 	ns   string
+	exec *cancelWatch
 
 	mu        sync.Mutex
 	responses []string
@@ -96,7 +101,7 @@ func start(t *testing.T, o options) *harness {
 	kcfg := kubernetes.DefaultConfig()
 	kcfg.Namespace = ns
 	kcfg.RunnerImage = "ghcr.io/alternatefutures/af-builder-runner:test"
-	exec, err := kubernetes.New(kube, kcfg)
+	kexec, err := kubernetes.New(kube, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +136,14 @@ func start(t *testing.T, o options) *harness {
 	if maxWebhook == 0 {
 		maxWebhook = 5 << 20
 	}
+	budget, cbTimeout := 8*time.Second, 3*time.Second
+	if o.webhookBudget > 0 {
+		budget = o.webhookBudget
+	}
+	if o.callbackTimeout > 0 {
+		cbTimeout = o.callbackTimeout
+	}
+	exec := &cancelWatch{Executor: kexec, sink: sink, atCancel: map[string]string{}}
 	lh := o.logHandler
 	if lh == nil {
 		lh = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})
@@ -147,14 +160,41 @@ func start(t *testing.T, o options) *harness {
 		Supersede:         !o.noSupersede,
 		MaxWebhookBytes:   maxWebhook,
 		MaxAPIBytes:       64 << 10,
-		WebhookBudget:     8 * time.Second,
-		CallbackTimeout:   3 * time.Second,
+		WebhookBudget:     budget,
+		CallbackTimeout:   cbTimeout,
 		BuildTimeout:      30 * time.Minute,
 		LogStreamInterval: 5 * time.Second,
 	}, api.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: slog.New(lh)})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns}
+	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec}
+}
+
+// cancelWatch is the executor with a witness: as each Cancel begins it
+// notes the status service-cloud-api holds for the build at that moment.
+// Deleting the Job SIGTERMs the runner, which then reports FAILED; only a
+// CANCELED already stored by then keeps it from winning.
+type cancelWatch struct {
+	executor.Executor
+	sink     *callbacksink.Sink
+	mu       sync.Mutex
+	atCancel map[string]string
+}
+
+func (c *cancelWatch) Cancel(ctx context.Context, id string) error {
+	c.mu.Lock()
+	c.atCancel[id] = c.sink.State(id)
+	c.mu.Unlock()
+	return c.Executor.Cancel(ctx, id)
+}
+
+// stateAtCancel is the API's status for id when dispatch began deleting
+// its Job; ok is false if it never did.
+func (h *harness) stateAtCancel(id string) (state string, ok bool) {
+	h.exec.mu.Lock()
+	defer h.exec.mu.Unlock()
+	state, ok = h.exec.atCancel[id]
+	return state, ok
 }
 
 type testWriter struct{ t *testing.T }

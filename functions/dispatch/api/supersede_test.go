@@ -35,6 +35,9 @@ func TestANewerPushSupersedesTheOlderBuildOfTheSameServiceAndBranch(t *testing.T
 	if final.Status != "CANCELED" || !strings.Contains(final.Payload["errorMessage"].(string), newer.BuildJobID) {
 		t.Errorf("older build's final callback = %s %v", final.Status, final.Payload)
 	}
+	if s, ok := h.stateAtCancel(older.BuildJobID); !ok || s != "CANCELED" {
+		t.Errorf("when the older Job was deleted the API held %q (deleted: %v); CANCELED must be stored first", s, ok)
+	}
 	if d := h.sink.Deliveries(newer.BuildJobID); len(d) != 0 {
 		t.Errorf("the newer build got callbacks: %+v", d)
 	}

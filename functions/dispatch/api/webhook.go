@@ -103,12 +103,23 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	tokens := newRepoTokens(s.gh)
 	resp := WebhookResponse{Status: "accepted"}
 	retryable := false
+	// Every build is submitted before any callback is posted: closing
+	// unbuilt BuildJobs and superseding can each wait the whole callback
+	// timeout on a slow service-cloud-api, and must not spend the budget a
+	// later service needs to start (GitHub does not redeliver by itself).
+	var followUps []func()
 	for _, svc := range services {
-		b := s.pushBuild(ctx, p, svc, tokens)
+		b, then := s.pushBuild(ctx, p, svc, tokens)
 		resp.Builds = append(resp.Builds, b)
 		if b.Status == "failed" {
 			retryable = true
 		}
+		if then != nil {
+			followUps = append(followUps, then)
+		}
+	}
+	for _, f := range followUps {
+		f()
 	}
 	code := http.StatusAccepted
 	if retryable {
@@ -118,8 +129,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, resp)
 }
 
-// pushBuild starts (or finds) one service's build for a push.
-func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscriptions.Service, tokens *repoTokens) WebhookBuild {
+// pushBuild starts (or finds) one service's build for a push. The callback
+// work that follows from it (closing a reserved BuildJob it will not build,
+// superseding older builds) is returned for the caller to run once every
+// service's build has been submitted.
+func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscriptions.Service, tokens *repoTokens) (WebhookBuild, func()) {
 	log := s.logger(ctx).With("service", svc.ServiceID)
 	id := svc.BuildJobID
 	reserved := id != ""
@@ -131,14 +145,12 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 	if err := svc.Validate(); err != nil {
 		out.Status, out.Reason = "invalid", err.Error()
 		log.Warn("service not built: invalid configuration", "build", id, "err", err)
-		s.closeReserved(ctx, reserved, id, callback.Failed, "build configuration is invalid: "+err.Error())
-		return out
+		return out, s.closeReserved(ctx, reserved, id, callback.Failed, "build configuration is invalid: "+err.Error())
 	}
 	if ok, why := webhook.Touches(p, svc.RootDirectory, svc.WatchPaths); !ok {
 		out.Status, out.Reason = "skipped", why
 		log.Info("service skipped", "build", id, "reason", why)
-		s.closeReserved(ctx, reserved, id, callback.Canceled, "skipped: "+why)
-		return out
+		return out, s.closeReserved(ctx, reserved, id, callback.Canceled, "skipped: "+why)
 	}
 
 	req := buildreq.Request{
@@ -157,35 +169,39 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 	h, err := s.start(ctx, req, "push", tokens)
 	if err != nil {
 		var inv *buildreq.InvalidError
+		var then func()
 		switch {
 		case errors.As(err, &inv):
 			out.Status, out.Reason, out.Fields = "invalid", inv.Error(), inv.Fields()
-			s.closeReserved(ctx, reserved, id, callback.Failed, inv.Error())
+			then = s.closeReserved(ctx, reserved, id, callback.Failed, inv.Error())
 		case errors.Is(err, githubapp.ErrNoAccess):
 			out.Status, out.Reason = "invalid", "the GitHub App installation cannot access this repository"
-			s.closeReserved(ctx, reserved, id, callback.Failed, out.Reason)
+			then = s.closeReserved(ctx, reserved, id, callback.Failed, out.Reason)
 		default:
 			out.Status, out.Reason = "failed", "could not start the build"
 		}
 		log.Error("push build not started", "build", id, "err", err)
-		return out
+		return out, then
 	}
 	out.Status, out.JobName, out.Namespace = "queued", h.Name, h.Namespace
 	if h.Created && s.cfg.Supersede {
-		s.supersede(ctx, id, svc.ServiceID, p.Branch, "")
+		return out, func() { s.supersede(ctx, id, svc.ServiceID, p.Branch, "") }
 	}
-	return out
+	return out, nil
 }
 
-// closeReserved gives a BuildJob that service-cloud-api created for this
-// push, and that dispatch will not build, its terminal status, so it does
-// not stay queued forever. Builds from the static file have no such row.
-func (s *Server) closeReserved(ctx context.Context, reserved bool, id string, status callback.Status, reason string) {
+// closeReserved returns what gives a BuildJob that service-cloud-api
+// created for this push, and that dispatch will not build, its terminal
+// status, so it does not stay queued forever; nil for builds from the
+// static file, which have no such row.
+func (s *Server) closeReserved(ctx context.Context, reserved bool, id string, status callback.Status, reason string) func() {
 	if !reserved {
-		return
+		return nil
 	}
-	if err := s.report(ctx, id, status, reason, ""); err != nil {
-		s.logger(ctx).Warn("could not report an unbuilt build", "build", id, "status", status, "err", err)
+	return func() {
+		if err := s.report(ctx, id, status, reason, ""); err != nil {
+			s.logger(ctx).Warn("could not report an unbuilt build", "build", id, "status", status, "err", err)
+		}
 	}
 }
 

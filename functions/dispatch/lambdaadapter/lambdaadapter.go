@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,7 +111,7 @@ func Request(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.Requ
 	req.URL.Host = req.Host
 	req.URL.Scheme = "https"
 	if ip := ev.RequestContext.HTTP.SourceIP; ip != "" {
-		req.RemoteAddr = ip + ":0"
+		req.RemoteAddr = net.JoinHostPort(ip, "0")
 	}
 	if id := ev.RequestContext.RequestID; id != "" && req.Header.Get("X-Request-Id") == "" {
 		req.Header.Set("X-Request-Id", id)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"reflect"
@@ -128,5 +129,19 @@ func TestMalformedEventIsAnsweredNotFailed(t *testing.T) {
 	resp, err := a.Invoke(context.Background(), ev)
 	if err != nil || resp.StatusCode != http.StatusBadRequest || called {
 		t.Errorf("resp %+v err %v called %v", resp, err, called)
+	}
+}
+
+// Function URLs answer over IPv6 too; RemoteAddr must stay a host:port
+// that net.SplitHostPort gives the address back from.
+func TestIPv6SourceIsAValidRemoteAddr(t *testing.T) {
+	ev := load(t, "function-url.json")
+	ev.RequestContext.HTTP.SourceIP = "2001:db8::7"
+	r, err := lambdaadapter.Request(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || host != "2001:db8::7" {
+		t.Errorf("RemoteAddr %q: host %q, %v", r.RemoteAddr, host, err)
 	}
 }

@@ -95,9 +95,12 @@ type Push struct {
 	After       string
 	HeadMessage string
 	// Changed is every path added, modified or removed over the pushed
-	// commits. ChangesKnown is false when GitHub did not list them all (no
-	// commits for a new branch or a rewind, or the list hit its cap), in
-	// which case path filters cannot rule a build out.
+	// commits. ChangesKnown is false when those lists need not cover every
+	// file that differs from the ref's previous head: no commits (a rewind),
+	// a list at its cap, a new branch (no previous head), or a force push
+	// (its commits start at the merge base, so files changed only by the
+	// dropped commits are not listed). Path filters cannot rule a build out
+	// then.
 	Changed      []string
 	ChangesKnown bool
 }
@@ -154,7 +157,8 @@ func ParsePush(deliveryID string, payload []byte) (Push, error) {
 			}
 		}
 	}
-	p.ChangesKnown = len(pe.Commits) > 0 && len(pe.Commits) < maxListedCommits
+	p.ChangesKnown = len(pe.Commits) > 0 && len(pe.Commits) < maxListedCommits &&
+		!pe.GetForced() && !pe.GetCreated() && strings.Trim(pe.GetBefore(), "0") != ""
 	return p, nil
 }
 

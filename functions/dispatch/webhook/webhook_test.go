@@ -166,3 +166,34 @@ func TestParsePushRefusesWhatIsNotABuildablePush(t *testing.T) {
 		t.Errorf("truncated JSON: err = %v", err)
 	}
 }
+
+// A force push's commits are those after the merge base, not the difference
+// from the ref's previous head: files changed only by the dropped commits
+// are not listed. A new branch has no previous head at all. Either way the
+// lists cannot rule a build out.
+func TestForcedAndNewBranchPushesDoNotKnowEveryChange(t *testing.T) {
+	docsOnly := webhooktest.Commit{Message: "amended", Modified: []string{"docs/a.md"}}
+	forced := push(docsOnly)
+	forced.Forced = true
+	created := push(docsOnly)
+	created.Created, created.Before = true, "0000000000000000000000000000000000000000"
+	for name, tc := range map[string]struct {
+		push  webhooktest.Push
+		known bool
+	}{
+		"fast-forward": {push(docsOnly), true},
+		"force push":   {forced, false},
+		"new branch":   {created, false},
+	} {
+		p, err := webhook.ParsePush("d", tc.push.Payload())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ChangesKnown != tc.known {
+			t.Errorf("%s: ChangesKnown = %v, want %v", name, p.ChangesKnown, tc.known)
+		}
+		if ok, _ := webhook.Touches(p, "apps/web", nil); ok != !tc.known {
+			t.Errorf("%s: Touches(apps/web) = %v", name, ok)
+		}
+	}
+}

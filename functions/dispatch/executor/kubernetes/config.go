@@ -100,6 +100,12 @@ func DefaultConfig() Config {
 	return c
 }
 
+// minTerminationGrace is the shortest grace period a build pod may get: the
+// runner, on SIGTERM, first unwinds its build (the engine stops a build in
+// about a second) and then gives its terminal callback up to 20 s
+// (terminalOnShutdown in runner/main.go), retries included.
+const minTerminationGrace = 30 * time.Second
+
 // Validate reports every problem at once, by variable name.
 func (c Config) Validate() error {
 	var errs []error
@@ -154,8 +160,8 @@ func (c Config) Validate() error {
 	if c.DeadlineMargin < time.Minute {
 		bad("K8S_JOB_DEADLINE_MARGIN", "must be at least 1m, or the deadline can kill a runner that is reporting a timeout")
 	}
-	if c.TerminationGracePeriod < 10*time.Second {
-		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least 10s for the runner's final callback")
+	if c.TerminationGracePeriod < minTerminationGrace {
+		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least %s: after SIGTERM the runner stops its build and then takes up to 20s to deliver its final callback", minTerminationGrace)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("kubernetes executor config: %w", errors.Join(errs...))

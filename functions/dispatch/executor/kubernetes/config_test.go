@@ -96,6 +96,25 @@ func TestConfigValidationNamesEveryProblem(t *testing.T) {
 	}
 }
 
+// The runner needs up to 20 s after SIGTERM for its terminal callback, after
+// it has stopped the build: a shorter grace period kills it mid-report.
+func TestTerminationGraceLeavesTheRunnerItsFinalCallback(t *testing.T) {
+	for _, tc := range []struct {
+		grace time.Duration
+		ok    bool
+	}{{10 * time.Second, false}, {20 * time.Second, false}, {29 * time.Second, false}, {30 * time.Second, true}, {2 * time.Minute, true}} {
+		cfg := sampleConfig()
+		cfg.TerminationGracePeriod = tc.grace
+		err := cfg.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("grace %s: Validate = %v, want ok=%v", tc.grace, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "K8S_TERMINATION_GRACE_PERIOD") {
+			t.Errorf("grace %s: error does not name the variable: %v", tc.grace, err)
+		}
+	}
+}
+
 func TestTolerationsMustBeJSON(t *testing.T) {
 	_, err := LoadConfig(context.Background(), envconfig.MapLookuper(map[string]string{
 		"RUNNER_IMAGE": "r:1", "K8S_TOLERATIONS": "builds=true:NoSchedule",

@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"context"
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -145,7 +147,7 @@ func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
 	}
 	allowed := []access{
 		{"create", "batch", "jobs", "", ns}, {"get", "batch", "jobs", "", ns}, {"list", "batch", "jobs", "", ns},
-		{"watch", "batch", "jobs", "", ns}, {"delete", "batch", "jobs", "", ns},
+		{"delete", "batch", "jobs", "", ns},
 		{"create", "", "secrets", "", ns}, {"get", "", "secrets", "", ns}, {"delete", "", "secrets", "", ns},
 	}
 	for _, a := range allowed {
@@ -168,6 +170,7 @@ func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
 		{"watch", "", "secrets", "", ns},
 		{"update", "", "secrets", "", ns},
 		{"patch", "", "secrets", "", ns},
+		{"watch", "batch", "jobs", "", ns}, // the executor only lists
 		{"update", "batch", "jobs", "", ns},
 		{"patch", "batch", "jobs", "", ns},
 		{"update", "batch", "jobs", "status", ns},
@@ -292,5 +295,120 @@ func TestNetworkPolicySelectsBuildPodsAndFencesThem(t *testing.T) {
 		if !slices.Contains(v4.Except, cidr) {
 			t.Errorf("egress to %s is not excluded", cidr)
 		}
+	}
+}
+
+// TestNetworkPolicyEgressSemantics evaluates the policy's egress rules the
+// way a CNI would, for addresses that matter, rather than looking for
+// strings: a rule added later with no peers (which allows everything), a
+// lost "Egress" policy type (which leaves egress open) or a widened DNS rule
+// fails here.
+func TestNetworkPolicyEgressSemantics(t *testing.T) {
+	t.Parallel()
+	var np *networkingv1.NetworkPolicy
+	for _, o := range kubetest.DecodeManifests(t, infraDir+"networkpolicy.yaml") {
+		if p, ok := o.(*networkingv1.NetworkPolicy); ok {
+			np = p
+		}
+	}
+	if np == nil {
+		t.Fatal("networkpolicy.yaml holds no NetworkPolicy")
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+		t.Fatal(`policyTypes lacks "Egress": egress would be unrestricted`)
+	}
+
+	// allowedByIPBlock reports whether some rule lets the pod reach ip on
+	// port/TCP through an ipBlock peer (or through a rule with no peers).
+	allowedByIPBlock := func(ip string, port int32) bool {
+		addr := netip.MustParseAddr(ip)
+		for _, rule := range np.Spec.Egress {
+			portOK := len(rule.Ports) == 0
+			for _, p := range rule.Ports {
+				proto := corev1.ProtocolTCP
+				if p.Protocol != nil {
+					proto = *p.Protocol
+				}
+				if proto == corev1.ProtocolTCP && (p.Port == nil || p.Port.IntVal == port) {
+					portOK = true
+				}
+			}
+			if !portOK {
+				continue
+			}
+			if len(rule.To) == 0 {
+				return true
+			}
+			for _, peer := range rule.To {
+				b := peer.IPBlock
+				if b == nil {
+					continue
+				}
+				if !netip.MustParsePrefix(b.CIDR).Contains(addr) {
+					continue
+				}
+				excepted := false
+				for _, ex := range b.Except {
+					if netip.MustParsePrefix(ex).Contains(addr) {
+						excepted = true
+					}
+				}
+				if !excepted {
+					return true
+				}
+			}
+		}
+		return false
+	}
+
+	for _, ip := range []string{
+		"169.254.169.254", // instance metadata (node IAM credentials)
+		"169.254.170.2",   // ECS/EKS pod identity credentials
+		"fd00:ec2::254",   // EC2 IMDS over IPv6
+		"10.100.0.1",      // a service or VPC address
+		"172.20.0.10",     // EKS's other default service range
+		"192.168.12.7",    // a VPC neighbour
+		"100.64.3.4",      // CGNAT, used for pods by some CNIs
+		"fe80::1",         // IPv6 link-local
+	} {
+		for _, port := range []int32{80, 443, 2375, 10250} {
+			if allowedByIPBlock(ip, port) {
+				t.Errorf("build pods may reach %s:%d", ip, port)
+			}
+		}
+	}
+	for _, ip := range []string{"140.82.112.3", "1.1.1.1", "2606:4700:4700::1111"} {
+		if !allowedByIPBlock(ip, 443) {
+			t.Errorf("build pods cannot reach the internet address %s:443", ip)
+		}
+	}
+
+	// Every selector peer is the cluster DNS, and only on port 53.
+	dns := 0
+	for _, rule := range np.Spec.Egress {
+		for _, peer := range rule.To {
+			if peer.IPBlock != nil {
+				continue
+			}
+			ns, pods := peer.NamespaceSelector, peer.PodSelector
+			if ns == nil || pods == nil ||
+				!maps.Equal(ns.MatchLabels, map[string]string{"kubernetes.io/metadata.name": "kube-system"}) || len(ns.MatchExpressions) > 0 ||
+				!maps.Equal(pods.MatchLabels, map[string]string{"k8s-app": "kube-dns"}) || len(pods.MatchExpressions) > 0 {
+				t.Errorf("egress peer %+v is not exactly kube-dns in kube-system", peer)
+				continue
+			}
+			if len(rule.Ports) == 0 {
+				t.Error("the DNS rule allows every port")
+			}
+			for _, p := range rule.Ports {
+				if p.Port == nil || p.Port.IntVal != 53 || p.EndPort != nil {
+					t.Errorf("the DNS rule allows port %v", p.Port)
+				}
+			}
+			dns++
+		}
+	}
+	if dns == 0 {
+		t.Error("no egress rule lets build pods resolve names through kube-dns")
 	}
 }

@@ -153,6 +153,14 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	// The engine is always the sidecar; whatever the request said about
 	// DOCKER_HOST would point the runner somewhere it cannot reach.
 	env.DockerHost = DockerHost
+	// RUN steps on the host network would share the pod's network
+	// namespace, where dind's unauthenticated root API listens on
+	// 127.0.0.1:2375: a Dockerfile could start a privileged container and
+	// own the node. dind always has its bridge, so "host" is never needed
+	// here; the daemon's default (bridge) keeps RUN steps off loopback.
+	if env.BuildNetwork == "host" {
+		env.BuildNetwork = ""
+	}
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
 	}

@@ -162,6 +162,31 @@ func TestRenderOverridesRequestedDockerHost(t *testing.T) {
 	}
 }
 
+// RUN steps on the host network share the pod's loopback, where dind's
+// unauthenticated API listens: they must stay on dind's bridge.
+func TestRenderNeverPutsRunStepsOnThePodNetwork(t *testing.T) {
+	for _, requested := range []string{"host", "", "default", "bridge", "none"} {
+		b := sampleBuild()
+		b.Env.BuildNetwork = requested
+		job, _, err := Render(sampleConfig(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "BUILD_NETWORK" {
+				got = e.Value
+			}
+		}
+		if got == "host" {
+			t.Errorf("BUILD_NETWORK=%q renders as host: RUN steps could reach dind's API on 127.0.0.1:2375", requested)
+		}
+		if requested != "host" && got != requested {
+			t.Errorf("BUILD_NETWORK=%q renders as %q, want it kept", requested, got)
+		}
+	}
+}
+
 func TestRenderRejectsInvalidBuilds(t *testing.T) {
 	cases := map[string]func(*executor.Build){
 		"invalid contract":   func(b *executor.Build) { b.Env.RepoCloneURL = "http://github.com/acme/web-app.git" },

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
 // Config of the local executor.
@@ -81,6 +82,12 @@ func New(cfg Config) (*Executor, error) {
 // Submit starts the runner unless a build with the same id exists.
 func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle, error) {
 	id := b.Env.BuildJobID
+	// The id names the build's log file: refuse anything that could step
+	// out of LogDir ("a/../../x"), as the Kubernetes executor refuses ids
+	// that are not valid contract values.
+	if err := validate.BuildJobID(id); err != nil {
+		return executor.Handle{}, fmt.Errorf("local executor: build id %w", err)
+	}
 	h := executor.Handle{Name: "build-" + id}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -154,3 +154,22 @@ func TestCancelGivesTheRunnerItsGracePeriodToReport(t *testing.T) {
 		t.Errorf("terminal = %s %v", term.Status, term.Payload["errorMessage"])
 	}
 }
+
+func TestSubmitRefusesBuildIDsThatLeaveTheLogDir(t *testing.T) {
+	f := newFixture(t)
+	outside := t.TempDir()
+	for _, id := range []string{"a/../../" + filepath.Base(outside) + "/escaped", "../escaped", "a b", ""} {
+		b := f.build(t, "valid-1", "svc", "main")
+		b.Env.BuildJobID = id
+		if _, err := f.exec.Submit(context.Background(), b); err == nil {
+			_ = f.exec.Cancel(context.Background(), id)
+			t.Errorf("Submit(%q) started a runner", id)
+		}
+	}
+	if matches, _ := filepath.Glob(filepath.Join(outside, "*")); len(matches) > 0 {
+		t.Errorf("files written outside the log dir: %v", matches)
+	}
+	if _, err := os.Stat(filepath.Join(f.exec.cfg.LogDir, "..", "escaped.log")); err == nil {
+		t.Error("a build log was written next to the log dir")
+	}
+}
