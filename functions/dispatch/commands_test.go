@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,7 +97,7 @@ func TestDryRunPrintsTheJobForAPush(t *testing.T) {
 	gh.AddInstallation(installationID, owner, repo)
 	dir := t.TempDir()
 	subs := filepath.Join(dir, "subs.yaml")
-	os.WriteFile(subs, []byte("services:\n  - {id: web, repository: Codertocat/Hello-World, branch: main, image: ghcr.io/acme/web}\n"), 0o600)
+	os.WriteFile(subs, []byte(fmt.Sprintf("services:\n  - {id: web, repository: Codertocat/Hello-World, branch: main, installationId: %d, image: ghcr.io/acme/web}\n", installationID)), 0o600)
 	key := filepath.Join(dir, "app.pem")
 	os.WriteFile(key, gh.PrivateKeyPEM, 0o600)
 	env := map[string]string{

@@ -115,7 +115,11 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Shutdown(sctx)
+	for _, f := range onShutdown {
+		f()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("shutdown", "err", err)
 		return 1
 	}

@@ -94,6 +94,7 @@ func newWorld(t *testing.T) *world {
   - id: web
     repository: `+owner+"/"+repo+`
     branch: main
+    installationId: `+strconv.Itoa(installationID)+`
     image: ghcr.io/acme/u1--codertocat-hello-world
     rootDirectory: apps/web
 `)

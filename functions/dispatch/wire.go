@@ -24,6 +24,10 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 )
 
+// onShutdown runs when serve stops: the local executor's runners must not
+// outlive it.
+var onShutdown []func()
+
 // newHandler reads the configuration and assembles the handler. Only cheap,
 // local work happens here (parsing, one small file); the GitHub key and the
 // Kubernetes client are made on first use, so a Lambda cold start that only
@@ -48,6 +52,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		if err != nil {
 			return nil, nil, err
 		}
+		onShutdown = append(onShutdown, l.Close)
 		exec = l
 	default:
 		kcfg, err := kubernetes.LoadConfig(ctx, config.FileLookuper(env))

@@ -142,7 +142,7 @@ func (d *demo) run(ctx context.Context) error {
 To build a real repository instead: run dispatch with EXECUTOR=local (or on
 Kubernetes), your GitHub App's GITHUB_APP_ID / GITHUB_APP_PRIVATE_KEY_FILE /
 GITHUB_WEBHOOK_SECRET, REGISTRY_USER / REGISTRY_TOKEN for your registry, and a
-SUBSCRIPTIONS_FILE naming the repository, branch and image; point the App's
+SUBSCRIPTIONS_FILE naming the repository, branch, installationId and image; point the App's
 webhook at /webhooks/github. See README.md and functions/dispatch/README.md.
 `)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,9 +107,10 @@ func (s *Server) start(ctx context.Context, req buildreq.Request, trigger string
 	return h, nil
 }
 
-// supersede cancels the unfinished builds of the same service and branch
-// that were created before newID. Only older ones: two pushes handled at
-// once would otherwise cancel each other. The executor lists oldest first.
+// supersede keeps only the newest unfinished build of a service and branch.
+// The executor lists them oldest first by push time, so a push delivered
+// late (or redelivered) lands in its real place: the builds before the new
+// one are canceled; if a newer one is already building, the new one is.
 func (s *Server) supersede(ctx context.Context, newID, serviceID, branch, callbackBase string) {
 	log := s.logger(ctx)
 	ids, err := s.exec.Active(ctx, serviceID, branch)
@@ -116,26 +118,26 @@ func (s *Server) supersede(ctx context.Context, newID, serviceID, branch, callba
 		log.Warn("supersede: cannot list active builds", "service", serviceID, "branch", branch, "err", err)
 		return
 	}
-	var older []string
-	for _, id := range ids {
-		if id == newID {
-			break
-		}
-		older = append(older, id)
-	}
-	if len(older) == len(ids) {
+	at := slices.Index(ids, newID)
+	if at < 0 {
 		// The new build is not among the active ones (already finished?);
 		// its position is unknown, so nothing is known to be older.
 		log.Warn("supersede: new build not among active builds; nothing canceled", "build", newID, "service", serviceID)
 		return
 	}
-	for _, id := range older {
-		reason := "superseded by build " + newID + " (a newer push to " + branch + ")"
+	newest := ids[len(ids)-1]
+	stale := ids[:at]
+	if newest != newID {
+		// An older push arrived after a newer one: it is the stale one.
+		stale = []string{newID}
+	}
+	for _, id := range stale {
+		reason := "superseded by build " + newest + " (a newer push to " + branch + ")"
 		if _, err := s.cancel(ctx, id, reason, callbackBase); err != nil && !errors.Is(err, executor.ErrNotFound) {
-			log.Warn("supersede: cancel failed", "build", id, "by", newID, "err", err)
+			log.Warn("supersede: cancel failed", "build", id, "by", newest, "err", err)
 			continue
 		}
-		log.Info("build superseded", "build", id, "by", newID, "service", serviceID, "branch", branch)
+		log.Info("build superseded", "build", id, "by", newest, "service", serviceID, "branch", branch)
 	}
 }
 

@@ -53,8 +53,8 @@ var (
 // from apps/web, "docs" only when its watch paths change.
 func defaultServices() []subscriptions.StaticService {
 	return []subscriptions.StaticService{
-		{ID: "web", Repository: owner + "/" + repo, Branch: "main", Image: "ghcr.io/acme/u1--codertocat-hello-world-web", RootDirectory: "apps/web"},
-		{ID: "docs", Repository: owner + "/" + repo, Branch: "main", Image: "ghcr.io/acme/u1--codertocat-hello-world-docs", WatchPaths: []string{"docs/**", "mkdocs.yml"}},
+		{ID: "web", Repository: owner + "/" + repo, Branch: "main", InstallationID: installationID, Image: "ghcr.io/acme/u1--codertocat-hello-world-web", RootDirectory: "apps/web"},
+		{ID: "docs", Repository: owner + "/" + repo, Branch: "main", InstallationID: installationID, Image: "ghcr.io/acme/u1--codertocat-hello-world-docs", WatchPaths: []string{"docs/**", "mkdocs.yml"}},
 	}
 }
 

@@ -43,6 +43,37 @@ func TestANewerPushSupersedesTheOlderBuildOfTheSameServiceAndBranch(t *testing.T
 	}
 }
 
+// GitHub does not promise delivery order, and a redelivery can come much
+// later: the push's own time decides which build is newer.
+func TestAnOlderPushDeliveredLateIsItselfSuperseded(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{})
+	now := time.Now()
+	change := func(c string) webhooktest.Commit {
+		return webhooktest.Commit{Message: "change " + c[:7], Modified: []string{"apps/web/src/page.tsx"}}
+	}
+	newer := buildsByService(t, h.deliver("push", "delivery-newer", pushedAt(now, commitB, change(commitB))))["web"]
+	late := buildsByService(t, h.deliver("push", "delivery-older-late", pushedAt(now.Add(-time.Minute), commitA, change(commitA))))["web"]
+	if newer.Status != "queued" || late.Status != "queued" {
+		t.Fatalf("newer %+v late %+v", newer, late)
+	}
+	if ids := buildIDs(h.jobs()); len(ids) != 1 || ids[0] != newer.BuildJobID {
+		t.Errorf("jobs = %v, want only the newer push's build %s", ids, newer.BuildJobID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	final, err := h.sink.WaitTerminal(ctx, late.BuildJobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Status != "CANCELED" || !strings.Contains(final.Payload["errorMessage"].(string), newer.BuildJobID) {
+		t.Errorf("late build's final callback = %s %v", final.Status, final.Payload)
+	}
+	if d := h.sink.Deliveries(newer.BuildJobID); len(d) != 0 {
+		t.Errorf("the newer build got callbacks: %+v", d)
+	}
+}
+
 func TestAPushSupersedesAnAPIBuildOfTheSameServiceAndBranch(t *testing.T) {
 	t.Parallel()
 	h := start(t, options{})

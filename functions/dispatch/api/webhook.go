@@ -40,6 +40,8 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	d, err := webhook.Read(w, r, s.cfg.WebhookSecret, s.cfg.MaxWebhookBytes)
 	switch {
 	case errors.Is(err, webhook.ErrTooLarge):
+		// GitHub does not redeliver a refused delivery by itself: an operator must.
+		log.Error("webhook refused: body too large", "limit", s.cfg.MaxWebhookBytes, "content_length", r.ContentLength)
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body exceeds %d bytes", s.cfg.MaxWebhookBytes)})
 		return
 	case errors.Is(err, webhook.ErrSignature):
@@ -165,6 +167,7 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 		StartCommand:   svc.StartCommand,
 		ServiceID:      svc.ServiceID,
 		Branch:         p.Branch,
+		PushedAt:       p.PushedAt,
 	}
 	h, err := s.start(ctx, req, "push", tokens)
 	if err != nil {

@@ -5,12 +5,18 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
 )
 
 func pushTo(after string, commits ...webhooktest.Commit) []byte {
-	return webhooktest.Push{InstallationID: installationID, Owner: owner, Repo: repo, After: after, Commits: commits}.Payload()
+	return pushedAt(time.Now(), after, commits...)
+}
+
+// pushedAt is a push GitHub recorded at t (repository.pushed_at).
+func pushedAt(t time.Time, after string, commits ...webhooktest.Commit) []byte {
+	return webhooktest.Push{InstallationID: installationID, Owner: owner, Repo: repo, After: after, Commits: commits, PushedAt: t}.Payload()
 }
 
 func TestGoodSignatureStartsTheBuildsOfTheServicesTheChangeTouches(t *testing.T) {

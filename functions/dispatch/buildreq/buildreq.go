@@ -45,6 +45,9 @@ type Request struct {
 	// push builds, so a later push supersedes it.
 	ServiceID string `json:"serviceId,omitempty"`
 	Branch    string `json:"branch,omitempty"`
+	// PushedAt orders push builds of a branch (set from the webhook, never
+	// from an API body).
+	PushedAt time.Time `json:"-"`
 }
 
 // ID is a GitHub numeric id that also accepts a JSON string, since
@@ -248,7 +251,7 @@ func (r Request) Env(p Params) (contract.Env, error) {
 
 // Build wraps the contract with the executor's grouping fields.
 func (r Request) Build(env contract.Env, trigger string) executor.Build {
-	b := executor.Build{Env: env, ServiceID: r.ServiceID, Branch: r.Branch, Trigger: trigger}
+	b := executor.Build{Env: env, ServiceID: r.ServiceID, Branch: r.Branch, Trigger: trigger, PushedAt: r.PushedAt}
 	if validate.IsCommitSHA(r.CommitSHA) {
 		b.CommitSHA = r.CommitSHA
 	}

@@ -93,7 +93,10 @@ type Config struct {
 	// runner child process per build, against a local Docker engine).
 	Executor string `env:"EXECUTOR, default=kubernetes"`
 
-	MaxWebhookBytes int64 `env:"MAX_WEBHOOK_BYTES, default=5242880"`
+	// MaxWebhookBytes defaults to 25 MiB, above GitHub's 25 MB cap on a
+	// delivery's payload, so no push GitHub sends is refused here. (Under
+	// Lambda, AWS refuses requests over 6 MB before dispatch sees them.)
+	MaxWebhookBytes int64 `env:"MAX_WEBHOOK_BYTES, default=26214400"`
 	MaxAPIBytes     int64 `env:"MAX_API_BYTES, default=65536"`
 	// WebhookBudget is how long a webhook may take before dispatch stops
 	// starting new work: GitHub gives up after 10 s.

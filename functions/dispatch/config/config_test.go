@@ -34,8 +34,20 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Supersede || c.DryRun || c.GitHubAPIURL != "https://api.github.com" || c.GitHubURL != "https://github.com" ||
-		c.MaxWebhookBytes != 5<<20 || c.BuildTimeout.String() != "30m0s" || c.WebhookBudget.String() != "8s" {
+		c.MaxWebhookBytes != 25<<20 || c.BuildTimeout.String() != "30m0s" || c.WebhookBudget.String() != "8s" {
 		t.Errorf("defaults = %+v", c)
+	}
+}
+
+// GitHub sends push payloads of up to 25 MB; a lower default would answer
+// large pushes 413, and GitHub does not retry, so they would be lost.
+func TestDefaultWebhookLimitCoversGitHubsPayloadCap(t *testing.T) {
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxWebhookBytes < 25_000_000 {
+		t.Errorf("MAX_WEBHOOK_BYTES defaults to %d, below GitHub's 25 MB payload cap", c.MaxWebhookBytes)
 	}
 }
 

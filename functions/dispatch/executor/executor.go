@@ -6,6 +6,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
 )
@@ -23,6 +24,10 @@ type Build struct {
 	CommitSHA string
 	// Trigger says what asked for the build: "push" or "api".
 	Trigger string
+	// PushedAt is when GitHub recorded the push that asked for the build;
+	// zero for API builds. Active orders by it (then by submission), so a
+	// late or redelivered old push never counts as newer than a later one.
+	PushedAt time.Time
 }
 
 // Handle names what was started.
@@ -55,6 +60,39 @@ type Executor interface {
 	Cancel(ctx context.Context, buildJobID string) error
 	Status(ctx context.Context, buildJobID string) (State, error)
 	// Active lists the build ids of unfinished builds of one service and
-	// branch, oldest first: supersede cancels only those older than a new one.
+	// branch, oldest first: by PushedAt where set (a build without one
+	// counts from its submission), then by submission. Supersede cancels
+	// the ones older than a new build, or the new one if a newer is running.
 	Active(ctx context.Context, serviceID, branch string) ([]string, error)
+}
+
+// Order is a build's place among the builds of its branch.
+type Order struct {
+	Pushed    time.Time // the push's time; zero for API builds
+	Submitted time.Time
+	Name      string // last resort, so the order is total
+}
+
+// Older reports whether a comes before b: by push time (a build without one
+// counts from its submission), then submission, then name.
+func Older(a, b Order) bool {
+	ka, kb := a.key(), b.key()
+	switch {
+	case !ka.Equal(kb):
+		return ka.Before(kb)
+	case !a.Submitted.Equal(b.Submitted):
+		return a.Submitted.Before(b.Submitted)
+	default:
+		return a.Name < b.Name
+	}
+}
+
+// key is to the second: GitHub's push times have no finer resolution, so
+// finer submission times must not make an API build look newer than a push
+// of the same second; ties go to submission order.
+func (o Order) key() time.Time {
+	if o.Pushed.IsZero() {
+		return o.Submitted.Truncate(time.Second)
+	}
+	return o.Pushed.Truncate(time.Second)
 }

@@ -81,7 +81,9 @@ func New(o Options) (*Minter, error) {
 	return &Minter{client: client}, nil
 }
 
-// RepoToken mints a token for exactly owner/repo with contents: read.
+// RepoToken mints a token for exactly owner/repo with contents: read. An
+// installation that cannot see owner/repo, including one on another
+// account whose repository has the same name, is ErrNoAccess.
 func (m *Minter) RepoToken(ctx context.Context, installationID int64, owner, repo string) (Token, error) {
 	tok, _, err := m.client.Apps.CreateInstallationToken(ctx, installationID, &github.InstallationTokenOptions{
 		// GitHub wants the bare name here; the installation fixes the owner.
@@ -102,5 +104,24 @@ func (m *Minter) RepoToken(ctx context.Context, installationID int64, owner, rep
 	if tok.GetToken() == "" {
 		return Token{}, fmt.Errorf("mint installation token for %s/%s: GitHub returned no token", owner, repo)
 	}
+	// The request names the repository without its owner (the installation
+	// fixes that), so an installation on another account that holds a
+	// repository of the same name gets a token for that one. Only the
+	// answer says which repository the token is for.
+	if granted := grantedRepos(tok); len(granted) != 1 || !strings.EqualFold(granted[0], owner+"/"+repo) {
+		what := "no repository"
+		if len(granted) > 0 {
+			what = strings.Join(granted, ", ")
+		}
+		return Token{}, fmt.Errorf("installation %d grants %s, not %s/%s: %w", installationID, what, owner, repo, ErrNoAccess)
+	}
 	return Token{Value: tok.GetToken(), ExpiresAt: tok.GetExpiresAt().Time}, nil
+}
+
+func grantedRepos(tok *github.InstallationToken) []string {
+	var out []string
+	for _, r := range tok.GetRepositories() {
+		out = append(out, r.GetFullName())
+	}
+	return out
 }

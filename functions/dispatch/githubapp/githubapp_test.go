@@ -98,6 +98,33 @@ func TestRepositoryOutsideTheInstallationIsNoAccess(t *testing.T) {
 	}
 }
 
+// GitHub takes the repository's bare name: the installation fixes the
+// owner. An installation on another account holding a repository of the
+// same name therefore gets a token, for its own repository; only the
+// answer's full_name shows it.
+func TestInstallationOnAnotherOwnerIsNoAccess(t *testing.T) {
+	gh := githubtest.Start(t, 4242)
+	gh.AddInstallation(66, "mallory", "shop")
+	gh.AddInstallation(77, "acme", "shop")
+	m := newMinter(t, gh, gh.AppID, gh.PrivateKeyPEM)
+
+	tok, err := m.RepoToken(context.Background(), 66, "acme", "shop")
+	if !errors.Is(err, githubapp.ErrNoAccess) {
+		t.Fatalf("RepoToken = %v, %v; want ErrNoAccess", tok, err)
+	}
+	if !strings.Contains(err.Error(), "installation 66 grants mallory/shop, not acme/shop") {
+		t.Errorf("err = %v", err)
+	}
+	if tok.Value != "" {
+		t.Error("the other account's token was returned")
+	}
+
+	// The owner is compared as GitHub does, without regard to case.
+	if _, err := m.RepoToken(context.Background(), 77, "ACME", "Shop"); err != nil {
+		t.Errorf("same repository in another case: %v", err)
+	}
+}
+
 func TestServerErrorIsNotNoAccess(t *testing.T) {
 	gh := githubtest.Start(t, 4242)
 	gh.AddInstallation(77, "acme", "web")

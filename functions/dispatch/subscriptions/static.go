@@ -18,10 +18,12 @@ type StaticService struct {
 	// Repository is owner/name; GitHub compares both case-insensitively.
 	Repository string `json:"repository"`
 	Branch     string `json:"branch"`
-	// InstallationID, when set, must match the push's installation: a
-	// guard against another account's installation pushing a same-named
-	// repository.
-	InstallationID int64 `json:"installationId,omitempty"`
+	// InstallationID is required and must match the push's installation.
+	// Repository names are not a trust boundary: anyone can install a
+	// public App on an account of their own holding a same-named
+	// repository (or rename one to match), and without this check their
+	// pushes would build into Image with the platform's registry token.
+	InstallationID int64 `json:"installationId"`
 	// Image is the repository to push to; each build is tagged with the
 	// commit's first 12 hex digits.
 	Image         string   `json:"image"`
@@ -79,6 +81,10 @@ func (s StaticService) check() error {
 	if !ok || validate.RepoOwner(owner) != nil || validate.RepoName(name) != nil {
 		return fmt.Errorf("repository %q must be owner/name", s.Repository)
 	}
+	if s.InstallationID <= 0 {
+		return fmt.Errorf("installationId is required for %q (%s): the id of the GitHub App installation allowed to trigger it, "+
+			"so that another account's installation with a same-named repository cannot", s.ID, s.Repository)
+	}
 	if err := validate.BranchName(s.Branch); err != nil {
 		return fmt.Errorf("branch %w", err)
 	}
@@ -112,7 +118,7 @@ func (s *Static) Lookup(_ context.Context, key PushKey) ([]Service, error) {
 	var out []Service
 	for _, svc := range s.services {
 		if strings.EqualFold(svc.Repository, repo) && svc.Branch == key.Branch &&
-			(svc.InstallationID == 0 || svc.InstallationID == key.InstallationID) {
+			svc.InstallationID == key.InstallationID {
 			out = append(out, svc.service(key.CommitSHA))
 		}
 	}

@@ -38,6 +38,7 @@ services:
   - id: web
     repository: Acme/Shop
     branch: main
+    installationId: 7
     image: ghcr.io/acme/u1--acme-shop-web
     rootDirectory: apps/web
     watchPaths: ["apps/web/**", "packages/**"]
@@ -56,6 +57,7 @@ services:
   - id: staging
     repository: acme/shop
     branch: staging
+    installationId: 7
     image: ghcr.io/acme/u1--acme-shop-staging
 `
 
@@ -83,7 +85,7 @@ func TestStaticFileAnswersTheServicesTrackingABranch(t *testing.T) {
 }
 
 func TestStaticFileMayBeJSON(t *testing.T) {
-	p := writeFile(t, "subs.json", `{"services":[{"id":"web","repository":"acme/shop","branch":"main","image":"ghcr.io/acme/web"}]}`)
+	p := writeFile(t, "subs.json", `{"services":[{"id":"web","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/acme/web"}]}`)
 	src, err := subscriptions.LoadStatic(p)
 	if err != nil {
 		t.Fatal(err)
@@ -95,15 +97,18 @@ func TestStaticFileMayBeJSON(t *testing.T) {
 }
 
 func TestStaticFileMistakesAreReportedAtLoad(t *testing.T) {
+	// Every entry is valid but for the mistake its name describes.
 	for name, entry := range map[string]string{
-		"unknown field":    `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/a/b","imagee":"x"}`,
-		"repo without /":   `{"id":"a","repository":"shop","branch":"main","image":"ghcr.io/a/b"}`,
-		"bad branch":       `{"id":"a","repository":"acme/shop","branch":"-x","image":"ghcr.io/a/b"}`,
-		"image with tag":   `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/a/b:latest"}`,
-		"uppercase image":  `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/A/b"}`,
-		"escaping root":    `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/a/b","rootDirectory":"../x"}`,
-		"bad watch glob":   `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/a/b","watchPaths":["src/[x"]}`,
-		"two-line command": `{"id":"a","repository":"acme/shop","branch":"main","image":"ghcr.io/a/b","buildCommand":"a\nb"}`,
+		"unknown field":    `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","imagee":"x"}`,
+		"repo without /":   `{"id":"a","repository":"shop","branch":"main","installationId":7,"image":"ghcr.io/a/b"}`,
+		"bad branch":       `{"id":"a","repository":"acme/shop","branch":"-x","installationId":7,"image":"ghcr.io/a/b"}`,
+		"image with tag":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b:latest"}`,
+		"uppercase image":  `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/A/b"}`,
+		"escaping root":    `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","rootDirectory":"../x"}`,
+		"bad watch glob":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","watchPaths":["src/[x"]}`,
+		"only negations":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","watchPaths":["!docs/**"]}`,
+		"two-line command": `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","buildCommand":"a\nb"}`,
+		"string install":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":"seven","image":"ghcr.io/a/b"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := writeFile(t, "subs.json", `{"services":[`+entry+`]}`)
@@ -111,6 +116,62 @@ func TestStaticFileMistakesAreReportedAtLoad(t *testing.T) {
 				t.Error("loaded")
 			}
 		})
+	}
+}
+
+// A public App can be installed by anyone, on an account holding a
+// repository of the same name as a tracked one: only the installation id
+// tells the two apart, so an entry without one is refused.
+func TestStaticFileEntriesMustNameTheirInstallation(t *testing.T) {
+	for name, installation := range map[string]string{"missing": "", "zero": "installationId: 0", "negative": "installationId: -7"} {
+		t.Run(name, func(t *testing.T) {
+			p := writeFile(t, "subs.yaml", `
+services:
+  - id: ok
+    repository: acme/shop
+    branch: main
+    installationId: 7
+    image: ghcr.io/acme/ok
+  - id: web
+    repository: acme/shop
+    branch: main
+    `+installation+`
+    image: ghcr.io/acme/web
+`)
+			_, err := subscriptions.LoadStatic(p)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			for _, want := range []string{"services[1]", "installationId is required", `"web"`} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "services[0]") {
+				t.Errorf("error %q blames the valid entry", err)
+			}
+		})
+	}
+	_, err := subscriptions.NewStatic([]subscriptions.StaticService{{ID: "web", Repository: "acme/shop", Branch: "main", Image: "ghcr.io/acme/web"}})
+	if err == nil || !strings.Contains(err.Error(), "installationId is required") {
+		t.Errorf("NewStatic without an installation: err = %v", err)
+	}
+}
+
+func TestStaticLookupIgnoresOtherInstallationsOfTheSameRepository(t *testing.T) {
+	src, err := subscriptions.NewStatic([]subscriptions.StaticService{
+		{ID: "web", Repository: "acme/shop", Branch: "main", InstallationID: 7, Image: "ghcr.io/acme/web"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key("acme", "shop", "main")
+	k.InstallationID = 666 // the attacker's installation, on their own acme/shop
+	if got, err := src.Lookup(context.Background(), k); err != nil || len(got) != 0 {
+		t.Errorf("Lookup from another installation = %+v, %v", got, err)
+	}
+	if got, err := src.Lookup(context.Background(), key("acme", "shop", "main")); err != nil || len(got) != 1 {
+		t.Errorf("Lookup from the entry's installation = %+v, %v", got, err)
 	}
 }
 

@@ -10,12 +10,26 @@ import (
 
 // ValidateWatchPaths checks patterns before they are stored, so a typo is
 // reported when a service is configured rather than silently never matching.
+//
+// A list made only of ! patterns is refused too: negations only take back
+// what an earlier pattern matched, so such a list matches nothing and the
+// service would never build. (GitHub Actions refuses paths filters of
+// only negations for the same reason.) An empty list is fine: it means
+// no filter.
 func ValidateWatchPaths(patterns []string) error {
+	positive := false
 	for _, p := range patterns {
+		neg := strings.HasPrefix(p, "!")
 		pat := strings.TrimPrefix(p, "!")
 		if strings.TrimSpace(pat) == "" || !doublestar.ValidatePattern(cleanPattern(pat)) {
 			return fmt.Errorf("watch path %q is not a valid glob", p)
 		}
+		positive = positive || !neg
+	}
+	if len(patterns) > 0 && !positive {
+		return fmt.Errorf("watch paths %q need at least one positive pattern: ! patterns only take back paths "+
+			"an earlier pattern matched, so these match nothing and the service would never build "+
+			"(to watch everything but them, start with \"**\")", patterns)
 	}
 	return nil
 }

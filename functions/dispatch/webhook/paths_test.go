@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook"
@@ -52,6 +53,25 @@ func TestValidateWatchPaths(t *testing.T) {
 	for _, bad := range [][]string{{"src/[a"}, {""}, {"!"}} {
 		if err := webhook.ValidateWatchPaths(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+	for _, ok := range [][]string{nil, {}, {"!**/*.md", "docs/**"}, {"**", "!**/*.md"}} {
+		if err := webhook.ValidateWatchPaths(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
+// Negations only take paths back out, so a list of nothing else never
+// matches and the service would silently never build.
+func TestWatchPathsOfOnlyNegationsAreRefused(t *testing.T) {
+	for _, bad := range [][]string{{"!docs/**"}, {"!**/*.md", "!README.md"}} {
+		if got, _ := webhook.Touches(changed("src/main.go", "docs/a.md"), ".", bad); got {
+			t.Fatalf("%q matched: the premise of this test is wrong", bad)
+		}
+		err := webhook.ValidateWatchPaths(bad)
+		if err == nil || !strings.Contains(err.Error(), "need at least one positive pattern") {
+			t.Errorf("%q: err = %v", bad, err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-github/v88/github"
 
@@ -103,6 +104,10 @@ type Push struct {
 	// then.
 	Changed      []string
 	ChangesKnown bool
+	// PushedAt is when GitHub recorded the push (repository.pushed_at, to
+	// the second). Deliveries can arrive out of order or be redelivered
+	// later; this, not arrival, says which push of a branch is newer.
+	PushedAt time.Time
 }
 
 // maxListedCommits is how many commits GitHub puts in a push payload at
@@ -124,6 +129,7 @@ func ParsePush(deliveryID string, payload []byte) (Push, error) {
 		Deleted:        pe.GetDeleted(),
 		After:          pe.GetAfter(),
 		HeadMessage:    pe.GetHeadCommit().GetMessage(),
+		PushedAt:       pe.GetRepo().GetPushedAt().Time,
 	}
 	// Push payloads carry the owner as both name and login.
 	if p.Owner = pe.GetRepo().GetOwner().GetLogin(); p.Owner == "" {

@@ -33,6 +33,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"CancelRemovesTheBuild", cancelRemovesTheBuild},
 		{"ActiveListsUnfinishedBuildsOfOneServiceAndBranch", activeListsOneServiceAndBranch},
 		{"ActiveIsOldestFirst", activeIsOldestFirst},
+		{"ActiveOrdersPushesByPushTime", activeOrdersPushesByPushTime},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
@@ -145,5 +146,25 @@ func activeIsOldestFirst(t *testing.T, h Harness) {
 	}
 	if !slices.Equal(ids, []string{"zz-old", "mm-mid", "aa-new"}) {
 		t.Errorf("Active = %v, want oldest first [zz-old mm-mid aa-new]", ids)
+	}
+}
+
+func activeOrdersPushesByPushTime(t *testing.T, h Harness) {
+	// Submitted newest push first, as a late delivery or a redelivery would.
+	now := time.Now()
+	for _, b := range []struct {
+		id  string
+		age time.Duration
+	}{{"push-new", 0}, {"push-old", 2 * time.Minute}, {"push-mid", time.Minute}} {
+		build := h.NewBuild(t, b.id, "svc", "main")
+		build.PushedAt = now.Add(-b.age)
+		submit(t, h, build)
+	}
+	ids, err := h.Executor.Active(ctx(t), "svc", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"push-old", "push-mid", "push-new"}) {
+		t.Errorf("Active = %v, want by push time [push-old push-mid push-new]", ids)
 	}
 }

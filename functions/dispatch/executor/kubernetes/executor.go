@@ -84,6 +84,9 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 	jobs := e.client.BatchV1().Jobs(job.Namespace)
 	// Set here rather than in Render, which must stay deterministic.
 	job.Annotations[AnnotationSubmittedAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	if !b.PushedAt.IsZero() {
+		job.Annotations[AnnotationPushedAt] = b.PushedAt.UTC().Format(time.RFC3339Nano)
+	}
 
 	created, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: managerName})
 	switch {
@@ -322,20 +325,24 @@ func (e *Executor) Active(ctx context.Context, serviceID, branch string) ([]stri
 		opts.Continue = list.Continue
 	}
 	sort.SliceStable(found, func(i, j int) bool {
-		si, ei := time.Parse(time.RFC3339Nano, found[i].Annotations[AnnotationSubmittedAt])
-		sj, ej := time.Parse(time.RFC3339Nano, found[j].Annotations[AnnotationSubmittedAt])
-		if ei == nil && ej == nil && !si.Equal(sj) {
-			return si.Before(sj)
-		}
-		ti, tj := found[i].CreationTimestamp, found[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			return ti.Before(&tj)
-		}
-		return found[i].Name < found[j].Name
+		return executor.Older(order(&found[i]), order(&found[j]))
 	})
 	ids := make([]string, len(found))
 	for i := range found {
 		ids[i] = found[i].Annotations[LabelBuildID]
 	}
 	return ids, nil
+}
+
+// order reads a Job's place among a branch's builds; Jobs created before the
+// annotations existed fall back to their creation time.
+func order(job *batchv1.Job) executor.Order {
+	o := executor.Order{Submitted: job.CreationTimestamp.Time, Name: job.Name}
+	if t, err := time.Parse(time.RFC3339Nano, job.Annotations[AnnotationSubmittedAt]); err == nil {
+		o.Submitted = t
+	}
+	if t, err := time.Parse(time.RFC3339Nano, job.Annotations[AnnotationPushedAt]); err == nil {
+		o.Pushed = t
+	}
+	return o
 }

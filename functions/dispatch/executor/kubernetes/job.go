@@ -42,6 +42,9 @@ const (
 	// AnnotationSubmittedAt orders builds finer than creationTimestamp's
 	// seconds, so supersede can tell two pushes of the same second apart.
 	AnnotationSubmittedAt = "af-builder.io/submitted-at"
+	// AnnotationPushedAt is the push's own time (Build.PushedAt), which
+	// orders a branch's builds before submission does.
+	AnnotationPushedAt = "af-builder.io/pushed-at"
 
 	// The NetworkPolicy in infra/k8s selects build pods by these two.
 	labelName      = "app.kubernetes.io/name"

@@ -4,7 +4,6 @@
 package local
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,11 +46,10 @@ type Executor struct {
 	cfg    Config
 	mu     sync.Mutex
 	builds map[string]*proc
-	seq    uint64
 }
 
 type proc struct {
-	seq       uint64 // submission order, for Active's oldest-first answer
+	order     executor.Order // for Active's oldest-first answer
 	cmd       *exec.Cmd
 	serviceID string
 	branch    string
@@ -122,8 +120,7 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		logFile.Close()
 		return h, fmt.Errorf("local executor: start runner: %w", err)
 	}
-	e.seq++
-	p := &proc{seq: e.seq, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
+	p := &proc{order: executor.Order{Pushed: b.PushedAt, Submitted: time.Now(), Name: id}, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
 	e.builds[id] = p
 	go func() {
 		err := cmd.Wait()
@@ -145,9 +142,10 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 	return h, nil
 }
 
-// Cancel sends SIGTERM, gives the runner its grace period to report, then
-// kills it, and forgets the build (as deleting a Job does).
-func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
+// Cancel sends SIGTERM and forgets the build (as deleting a Job does); the
+// runner gets its grace period to report, then is killed. Like a Job's
+// deletion, it returns at once: a webhook answer must not wait for it.
+func (e *Executor) Cancel(_ context.Context, buildJobID string) error {
 	e.mu.Lock()
 	p, ok := e.builds[buildJobID]
 	delete(e.builds, buildJobID)
@@ -155,9 +153,16 @@ func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
 	if !ok {
 		return executor.ErrNotFound
 	}
+	go e.stop(p)
+	return nil
+}
+
+// stop ends one runner: SIGTERM to its process group, SIGKILL after the
+// grace period.
+func (e *Executor) stop(p *proc) {
 	select {
 	case <-p.done:
-		return nil
+		return
 	default:
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
@@ -168,11 +173,23 @@ func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
 	case <-t.C:
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
-	case <-ctx.Done():
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		return ctx.Err()
 	}
-	return nil
+}
+
+// Close stops every runner still going, each with its grace period to
+// report, so none outlives the dispatch that started it.
+func (e *Executor) Close() {
+	e.mu.Lock()
+	procs := make([]*proc, 0, len(e.builds))
+	for _, p := range e.builds {
+		procs = append(procs, p)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { e.stop(p) })
+	}
+	wg.Wait()
 }
 
 // Status maps the process state.
@@ -209,7 +226,12 @@ func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string
 			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(e.builds[a].seq, e.builds[b].seq) })
+	slices.SortFunc(ids, func(a, b string) int {
+		if executor.Older(e.builds[a].order, e.builds[b].order) {
+			return -1
+		}
+		return 1
+	})
 	return ids, nil
 }
 

@@ -146,9 +146,9 @@ func TestCancelGivesTheRunnerItsGracePeriodToReport(t *testing.T) {
 	if err := f.exec.Cancel(ctx, "grace-1"); err != nil {
 		t.Fatal(err)
 	}
-	term, ok := f.sink.Terminal("grace-1")
-	if !ok {
-		t.Fatalf("no terminal callback by the time Cancel returned: %d deliveries", len(f.sink.Deliveries("grace-1")))
+	term, err := f.sink.WaitTerminal(wctx, "grace-1")
+	if err != nil {
+		t.Fatalf("no terminal callback after Cancel: %v", err)
 	}
 	if term.Status != "FAILED" || !strings.Contains(fmt.Sprint(term.Payload["errorMessage"]), "SIGTERM") {
 		t.Errorf("terminal = %s %v", term.Status, term.Payload["errorMessage"])
@@ -171,5 +171,30 @@ func TestSubmitRefusesBuildIDsThatLeaveTheLogDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.exec.cfg.LogDir, "..", "escaped.log")); err == nil {
 		t.Error("a build log was written next to the log dir")
+	}
+}
+
+func TestCloseStopsEveryRunnerAndLetsItReport(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, id := range []string{"close-1", "close-2"} {
+		if _, err := f.exec.Submit(ctx, f.build(t, id, "svc", "main")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Close once both runners are up and talking.
+	if err := f.sink.WaitFor(wctx, func(ds []callbacksink.Delivery) bool { return len(ds) >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	f.exec.Close()
+	for _, id := range []string{"close-1", "close-2"} {
+		if st, _ := f.exec.Status(ctx, id); st != executor.StateFailed {
+			t.Errorf("%s: status after Close = %s, want failed (stopped)", id, st)
+		}
+		if term, ok := f.sink.Terminal(id); !ok || term.Status != "FAILED" {
+			t.Errorf("%s: no FAILED terminal callback when Close returned", id)
+		}
 	}
 }

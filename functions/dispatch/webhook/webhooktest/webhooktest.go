@@ -38,6 +38,8 @@ type Push struct {
 	Deleted bool
 	Forced  bool
 	Commits []Commit
+	// PushedAt is repository.pushed_at; the template's value when zero.
+	PushedAt time.Time
 }
 
 // Payload renders the push as GitHub would send it. The last commit is the
@@ -59,6 +61,9 @@ func (p Push) Payload() []byte {
 	repo["name"], repo["full_name"] = p.Repo, p.Owner+"/"+p.Repo
 	repo["html_url"] = "https://github.com/" + p.Owner + "/" + p.Repo
 	repo["clone_url"] = "https://github.com/" + p.Owner + "/" + p.Repo + ".git"
+	if !p.PushedAt.IsZero() {
+		repo["pushed_at"] = p.PushedAt.Unix()
+	}
 	doc["installation"].(map[string]any)["id"] = p.InstallationID
 	doc["ref"], doc["before"], doc["after"] = p.Ref, p.Before, p.After
 	doc["created"], doc["deleted"], doc["forced"] = p.Created, p.Deleted, p.Forced
