@@ -62,8 +62,10 @@ const (
 	DindContainer    = "dind"
 
 	// DockerHost is the dind sidecar as seen from the builder: containers of
-	// one pod share the network namespace, so loopback reaches it.
-	DockerHost = "tcp://localhost:2375"
+	// one pod share the network namespace, so loopback reaches it. The IPv4
+	// address, not localhost, since dind listens on 127.0.0.1 only and
+	// localhost may resolve to ::1 first.
+	DockerHost = "tcp://127.0.0.1:2375"
 
 	// builderUID is the runner image's unprivileged user.
 	builderUID = 10001
