@@ -113,7 +113,7 @@ func TestDryRunPrintsTheJobForAPush(t *testing.T) {
 		"DRY_RUN":                     "true",
 	}
 	var stdout, stderr bytes.Buffer
-	h, _, err := newHandler(context.Background(), envconfig.MapLookuper(env), &stdout, &stderr)
+	h, _, _, err := newHandler(context.Background(), envconfig.MapLookuper(env), &stdout, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}

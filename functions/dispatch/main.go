@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,9 +24,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/alternatefutures/af-builder/functions/dispatch/api"
 	"github.com/alternatefutures/af-builder/functions/dispatch/lambdaadapter"
 )
 
@@ -63,7 +66,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdin io.Re
 }
 
 func runLambda(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) int {
-	h, log, err := newHandler(ctx, env, stdout, stderr)
+	h, log, _, err := newHandler(ctx, env, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dispatch: %v\n", err)
 		return 1
@@ -71,8 +74,40 @@ func runLambda(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Wr
 	log.Info("dispatch starting under AWS Lambda")
 	// lambda.Start runs the Runtime API loop and never returns; it exits
 	// the process itself if the loop fails.
-	lambda.StartWithOptions(lambdaadapter.New(h).Invoke, lambda.WithContext(ctx))
+	lambda.StartWithOptions(lambdaHandler(h, log), lambda.WithContext(ctx))
 	return 0
+}
+
+// scheduledEvent is the part of an EventBridge scheduled event that tells
+// it apart from an HTTP event.
+type scheduledEvent struct {
+	DetailType string `json:"detail-type"`
+	Source     string `json:"source"`
+}
+
+// lambdaHandler serves HTTP events through the adapter and runs the reaper
+// on EventBridge's schedule (infra/lambda/template.yaml): a Lambda has no
+// process of its own between invocations to run a ticker in.
+func lambdaHandler(h *api.Server, log *slog.Logger) func(context.Context, json.RawMessage) (any, error) {
+	adapter := lambdaadapter.New(h)
+	return func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var sched scheduledEvent
+		if json.Unmarshal(raw, &sched) == nil && sched.DetailType == "Scheduled Event" && sched.Source == "aws.events" {
+			n, err := h.Reap(ctx)
+			if err != nil {
+				// Returned, so the invocation counts as an error in
+				// Lambda's metrics; what was reported stays reported.
+				return nil, fmt.Errorf("reaped %d: %w", n, err)
+			}
+			return map[string]int{"reaped": n}, nil
+		}
+		var ev events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			log.Warn("event is neither an HTTP request nor a schedule", "err", err)
+			return nil, fmt.Errorf("decode event: %w", err)
+		}
+		return adapter.Invoke(ctx, ev)
+	}
 }
 
 func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) int {
@@ -82,7 +117,7 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	h, log, err := newHandler(ctx, env, stdout, stderr)
+	h, log, cfg, err := newHandler(ctx, env, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dispatch: %v\n", err)
 		return 1
@@ -105,6 +140,7 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("dispatch listening", "addr", ln.Addr().String())
+	reaperDone := startReaper(ctx, h, cfg.ReapInterval, log)
 
 	select {
 	case err := <-errc:
@@ -116,6 +152,9 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	// The reaper stops before the executor closes: Close stops runners,
+	// which then report themselves.
+	<-reaperDone
 	for _, f := range onShutdown {
 		f()
 	}
@@ -124,4 +163,35 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 		return 1
 	}
 	return 0
+}
+
+// startReaper reports builds whose runner died unreported, every interval,
+// until ctx ends; the returned channel closes when it has stopped. A
+// non-positive interval disables it (REAP_INTERVAL=0).
+func startReaper(ctx context.Context, h *api.Server, every time.Duration, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	if every <= 0 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// One round may not outlast the next tick, so a slow API
+			// server cannot pile rounds up.
+			rctx, cancel := context.WithTimeout(ctx, every)
+			if _, err := h.Reap(rctx); err != nil && ctx.Err() == nil {
+				log.Error("reaper round failed", "err", err)
+			}
+			cancel()
+		}
+	}()
+	return done
 }

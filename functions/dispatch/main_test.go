@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp/githubtest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
@@ -299,7 +300,9 @@ func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) 
 	bin := bootstrap(t)
 	w := newWorld(t)
 
-	server := w.run(t, bin, nil, "serve", "--addr", "127.0.0.1:0")
+	// No reaping by the server: the scheduled event below is to find the
+	// lost build.
+	server := w.run(t, bin, []string{"REAP_INTERVAL=0"}, "serve", "--addr", "127.0.0.1:0")
 	var base string
 	select {
 	case a := <-server.addr:
@@ -386,6 +389,38 @@ func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) 
 		}
 	})
 
+	t.Run("an EventBridge scheduled event runs the reaper", func(t *testing.T) {
+		ctx := context.Background()
+		// The push's build is what is left; its runner is OOM-killed.
+		left, err := w.kube.Kube.BatchV1().Jobs(w.ns).List(ctx, metav1.ListOptions{})
+		if err != nil || len(left.Items) != 1 {
+			t.Fatalf("jobs left: %v, %v; want the push's", left, err)
+		}
+		job := &left.Items[0]
+		id := job.Annotations[kubernetes.LabelBuildID]
+		w.kube.PodOf(t, job, kubetest.Terminated(kubernetes.BuilderContainer, 137, "OOMKilled"))
+
+		scheduled := []byte(`{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event",` +
+			`"source":"aws.events","account":"123456789012","time":"2026-11-24T15:00:00Z","region":"eu-west-1",` +
+			`"resources":["arn:aws:events:eu-west-1:123456789012:rule/af-dispatch-Reaper"],"detail":{}}`)
+		for i, want := range []string{`{"reaped":1}`, `{"reaped":0}`} {
+			res := rt.Invoke(t, scheduled, 30*time.Second)
+			if res.Kind != "response" || strings.TrimSpace(string(res.Body)) != want {
+				t.Fatalf("scheduled event %d: %s %s, want %s", i+1, res.Kind, res.Body, want)
+			}
+		}
+		ds := w.sink.Deliveries(id)
+		var failed int
+		for _, d := range ds {
+			if d.Status == "FAILED" && d.Accepted() {
+				failed++
+			}
+		}
+		if failed != 1 || len(ds) != 1 {
+			t.Errorf("deliveries for %s: %d, %d FAILED accepted; want exactly one FAILED", id, len(ds), failed)
+		}
+	})
+
 	for name, logs := range map[string]string{"server": server.Logs(), "function": fn.Logs()} {
 		for _, s := range append([]string{webhookSecret, apiSecret, callbackSecret, registryToken}, w.gh.Tokens()...) {
 			if strings.Contains(logs, s) {
@@ -398,5 +433,46 @@ func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) 
 	}
 	if len(rt.initErrors) > 0 {
 		t.Errorf("init errors: %v", rt.initErrors)
+	}
+}
+
+func TestServeReapsLostBuildsEveryReapInterval(t *testing.T) {
+	bin := bootstrap(t)
+	w := newWorld(t)
+	server := w.run(t, bin, []string{"REAP_INTERVAL=200ms"}, "serve", "--addr", "127.0.0.1:0")
+	var base string
+	select {
+	case a := <-server.addr:
+		base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start:\n%s", server.Logs())
+	}
+	const id = "bj-reap-serve-1"
+	body, _ := json.Marshal(map[string]any{
+		"buildJobId": id, "installationId": installationID, "repoOwner": owner, "repoName": repo,
+		"commitSha": commit, "imageTag": "ghcr.io/acme/web:" + commit[:12],
+	})
+	if got := (call{name: "create", method: "POST", path: "/v1/builds", body: body, sign: true}).overHTTP(t, base); got.Code != http.StatusAccepted {
+		t.Fatalf("create build: %+v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	jobs, err := w.kube.Kube.BatchV1().Jobs(w.ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(jobs.Items) != 1 {
+		t.Fatalf("jobs: %v, %v", jobs, err)
+	}
+	w.kube.PodOf(t, &jobs.Items[0], kubetest.Terminated(kubernetes.BuilderContainer, 137, "OOMKilled"))
+
+	d, err := w.sink.WaitTerminal(ctx, id)
+	if err != nil || d.Status != "FAILED" || !d.Accepted() {
+		t.Fatalf("terminal callback: %+v, %v\n%s", d, err, server.Logs())
+	}
+	// Several more rounds: none reports it again.
+	time.Sleep(time.Second)
+	if n := len(w.sink.Deliveries(id)); n != 1 {
+		t.Errorf("%d deliveries for %s, want exactly one", n, id)
+	}
+	if !strings.Contains(server.Logs(), "reported a lost build FAILED") {
+		t.Errorf("the reaper's report is not in the log:\n%s", server.Logs())
 	}
 }

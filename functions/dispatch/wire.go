@@ -32,10 +32,10 @@ var onShutdown []func()
 // local work happens here (parsing, one small file); the GitHub key and the
 // Kubernetes client are made on first use, so a Lambda cold start that only
 // answers a ping or refuses a bad signature pays for neither.
-func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) (*api.Server, *slog.Logger, error) {
+func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) (*api.Server, *slog.Logger, config.Config, error) {
 	cfg, err := config.Load(ctx, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, cfg, err
 	}
 	log := logging.New(stderr, cfg.LogFormat, cfg.Level(), cfg.Secrets()...)
 
@@ -44,20 +44,20 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 	case cfg.Executor == "local" && !cfg.DryRun:
 		var lcfg local.Config
 		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &lcfg, Lookuper: env}); err != nil {
-			return nil, nil, fmt.Errorf("dispatch config: %w", err)
+			return nil, nil, cfg, fmt.Errorf("dispatch config: %w", err)
 		}
 		// Builds' output is the user-facing log of a local install.
 		lcfg.Output = stdout
 		l, err := local.New(lcfg)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, cfg, err
 		}
 		onShutdown = append(onShutdown, l.Close)
 		exec = l
 	default:
 		kcfg, err := kubernetes.LoadConfig(ctx, config.FileLookuper(env))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, cfg, err
 		}
 		exec = &lazyExecutor{cfg: kcfg}
 		if cfg.DryRun {
@@ -70,7 +70,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 	case cfg.SubscriptionsFile != "":
 		s, err := subscriptions.LoadStatic(cfg.SubscriptionsFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, cfg, err
 		}
 		subs = s
 	default:
@@ -100,7 +100,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		LogStreamInterval: cfg.LogStreamInterval,
 		BuildNetwork:      cfg.BuildNetwork,
 	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
-	return h, log, nil
+	return h, log, cfg, nil
 }
 
 func renderer(kcfg kubernetes.Config) dryrun.RenderFunc {
@@ -168,6 +168,14 @@ func (l *lazyExecutor) Active(ctx context.Context, serviceID, branch string) ([]
 		return nil, err
 	}
 	return e.Active(ctx, serviceID, branch)
+}
+
+func (l *lazyExecutor) Reap(ctx context.Context) ([]executor.Lost, error) {
+	e, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return e.Reap(ctx)
 }
 
 // lazyMinter parses the App key on first use.

@@ -164,20 +164,26 @@ func (s *Server) reportCanceled(ctx context.Context, id, reason, callbackBase st
 
 // report posts a terminal status for a build dispatch decided about itself.
 func (s *Server) report(ctx context.Context, id string, status callback.Status, reason, callbackBase string) error {
-	if callbackBase == "" {
-		callbackBase = s.cfg.CallbackURL
-	}
-	c := callback.New(buildreq.CallbackEndpoint(callbackBase), token.Mint(s.cfg.CallbackSecret, id, s.now()))
-	c.MaxElapsed = s.cfg.CallbackTimeout
-	c.HTTP = &http.Client{Timeout: s.cfg.CallbackTimeout}
-	c.Base = 100 * time.Millisecond
-	c.Max = time.Second
-	return c.Send(ctx, callback.Payload{
+	return s.send(ctx, callbackBase, callback.Payload{
 		BuildJobID:   id,
 		Status:       status,
 		Logs:         "[dispatch] " + reason + "\n",
 		ErrorMessage: reason,
 	})
+}
+
+// send posts p with a token minted for its build, to callbackBase (a base
+// URL or the full callback endpoint) or else the configured CALLBACK_URL.
+func (s *Server) send(ctx context.Context, callbackBase string, p callback.Payload) error {
+	if callbackBase == "" {
+		callbackBase = s.cfg.CallbackURL
+	}
+	c := callback.New(buildreq.CallbackEndpoint(callbackBase), token.Mint(s.cfg.CallbackSecret, p.BuildJobID, s.now()))
+	c.MaxElapsed = s.cfg.CallbackTimeout
+	c.HTTP = &http.Client{Timeout: s.cfg.CallbackTimeout}
+	c.Base = 100 * time.Millisecond
+	c.Max = time.Second
+	return c.Send(ctx, p)
 }
 
 // readAuthenticated reads a /v1 body under the size cap and checks the

@@ -81,6 +81,8 @@ type harness struct {
 	kube k8s.Interface
 	ns   string
 	exec *cancelWatch
+	kenv *kubetest.Env
+	srv  *api.Server
 
 	mu        sync.Mutex
 	responses []string
@@ -167,7 +169,7 @@ func start(t *testing.T, o options) *harness {
 	}, api.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: slog.New(lh)})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec}
+	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec, kenv: env, srv: srv}
 }
 
 // cancelWatch is the executor with a witness: as each Cancel begins it

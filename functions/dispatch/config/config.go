@@ -106,6 +106,11 @@ type Config struct {
 	// itself (cancel, supersede), retries included: a caller is waiting.
 	CancelCallbackTimeout time.Duration `env:"CANCEL_CALLBACK_TIMEOUT, default=4s"`
 
+	// ReapInterval is how often `dispatch serve` looks for builds whose
+	// runner died without reporting, and reports them FAILED; 0 disables
+	// it. Under Lambda a scheduled event triggers the same work instead.
+	ReapInterval time.Duration `env:"REAP_INTERVAL, default=1m"`
+
 	// Defaults for every runner.
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
@@ -197,6 +202,9 @@ func (c Config) Validate() error {
 	}
 	if c.CancelCallbackTimeout <= 0 {
 		bad("CANCEL_CALLBACK_TIMEOUT", "must be positive")
+	}
+	if c.ReapInterval < 0 {
+		bad("REAP_INTERVAL", "must not be negative (0 disables the reaper)")
 	}
 	if c.WebhookBudget <= 0 || c.WebhookBudget > 10*time.Second {
 		bad("WEBHOOK_BUDGET", "must be positive and at most GitHub's 10s")

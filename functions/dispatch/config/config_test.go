@@ -34,8 +34,21 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Supersede || c.DryRun || c.GitHubAPIURL != "https://api.github.com" || c.GitHubURL != "https://github.com" ||
-		c.MaxWebhookBytes != 25<<20 || c.BuildTimeout.String() != "30m0s" || c.WebhookBudget.String() != "8s" {
+		c.MaxWebhookBytes != 25<<20 || c.BuildTimeout.String() != "30m0s" || c.WebhookBudget.String() != "8s" ||
+		c.ReapInterval.String() != "1m0s" {
 		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestReapIntervalZeroDisablesAndNegativeIsRefused(t *testing.T) {
+	env := valid()
+	env["REAP_INTERVAL"] = "0"
+	if c, err := config.Load(context.Background(), envconfig.MapLookuper(env)); err != nil || c.ReapInterval != 0 {
+		t.Errorf("REAP_INTERVAL=0: %v, %v; want accepted as off", c.ReapInterval, err)
+	}
+	env["REAP_INTERVAL"] = "-1m"
+	if _, err := config.Load(context.Background(), envconfig.MapLookuper(env)); err == nil || !strings.Contains(err.Error(), "REAP_INTERVAL") {
+		t.Errorf("REAP_INTERVAL=-1m: %v, want refused by name", err)
 	}
 }
 

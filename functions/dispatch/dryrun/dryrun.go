@@ -59,3 +59,6 @@ func (e *Executor) Status(context.Context, string) (executor.State, error) {
 
 // Active finds nothing.
 func (e *Executor) Active(context.Context, string, string) ([]string, error) { return nil, nil }
+
+// Reap finds nothing: a dry run starts no runner that could be lost.
+func (e *Executor) Reap(context.Context) ([]executor.Lost, error) { return nil, nil }

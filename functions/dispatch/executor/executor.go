@@ -64,6 +64,21 @@ type Executor interface {
 	// counts from its submission), then by submission. Supersede cancels
 	// the ones older than a new build, or the new one if a newer is running.
 	Active(ctx context.Context, serviceID, branch string) ([]string, error)
+	// Reap returns the builds whose runner ended without delivering its
+	// terminal status (killed, evicted, lost with its node, or unable to
+	// reach the API); each is returned once (the executor marks it).
+	// Dispatch reports them FAILED, so no build stays RUNNING forever.
+	Reap(ctx context.Context) ([]Lost, error)
+}
+
+// Lost is a build whose runner will never report again.
+type Lost struct {
+	BuildJobID string
+	// Reason is user-readable: it becomes the build's error message.
+	Reason string
+	// CallbackURL is the runner's own CALLBACK_URL, so the FAILED goes to
+	// the API the build was reporting to; empty when it is not known.
+	CallbackURL string
 }
 
 // Order is a build's place among the builds of its branch.

@@ -34,6 +34,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ActiveListsUnfinishedBuildsOfOneServiceAndBranch", activeListsOneServiceAndBranch},
 		{"ActiveIsOldestFirst", activeIsOldestFirst},
 		{"ActiveOrdersPushesByPushTime", activeOrdersPushesByPushTime},
+		{"ReapLeavesUnfinishedBuildsAlone", reapLeavesUnfinishedBuildsAlone},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
@@ -166,5 +167,15 @@ func activeOrdersPushesByPushTime(t *testing.T, h Harness) {
 	}
 	if !slices.Equal(ids, []string{"push-old", "push-mid", "push-new"}) {
 		t.Errorf("Active = %v, want by push time [push-old push-mid push-new]", ids)
+	}
+}
+
+func reapLeavesUnfinishedBuildsAlone(t *testing.T, h Harness) {
+	if lost, err := h.Executor.Reap(ctx(t)); err != nil || len(lost) != 0 {
+		t.Errorf("Reap on a fresh executor = %+v, %v; want nothing", lost, err)
+	}
+	submit(t, h, h.NewBuild(t, "reap-1", "svc", "main"))
+	if lost, err := h.Executor.Reap(ctx(t)); err != nil || len(lost) != 0 {
+		t.Errorf("Reap with a build under way = %+v, %v; want nothing", lost, err)
 	}
 }

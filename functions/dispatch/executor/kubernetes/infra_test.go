@@ -92,6 +92,24 @@ func TestRBACIsEnoughForTheExecutor(t *testing.T) {
 		t.Fatalf("Cancel as af-dispatch: %v", err)
 	}
 	assertGone(t, env.Kube, ns, JobName(id))
+
+	// The reaper: list Jobs and pods, mark the Job.
+	oom := sampleBuild()
+	oom.Env.BuildJobID = "oom-as-dispatch"
+	if _, err := ex.Submit(ctx, oom); err != nil {
+		t.Fatal(err)
+	}
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, JobName(oom.Env.BuildJobID), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.PodOf(t, job, kubetest.Terminated(BuilderContainer, 137, "OOMKilled"))
+	if lost, err := ex.Reap(ctx); err != nil || len(lost) != 1 || lost[0].BuildJobID != oom.Env.BuildJobID {
+		t.Fatalf("Reap as af-dispatch = %+v, %v", lost, err)
+	}
+	if lost, err := ex.Reap(ctx); err != nil || len(lost) != 0 {
+		t.Fatalf("second Reap as af-dispatch = %+v, %v; want nothing", lost, err)
+	}
 }
 
 func assertGone(t *testing.T, kube k8s.Interface, ns, name string) {
@@ -105,7 +123,7 @@ func assertGone(t *testing.T, kube k8s.Interface, ns, name string) {
 	}
 }
 
-func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
+func TestRBACGrantsNothingBeyondBuildJobsSecretsAndReadingPods(t *testing.T) {
 	t.Parallel()
 	env := kubetest.Start(t)
 	ns := kubetest.UniqueName(t)
@@ -147,7 +165,8 @@ func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
 	}
 	allowed := []access{
 		{"create", "batch", "jobs", "", ns}, {"get", "batch", "jobs", "", ns}, {"list", "batch", "jobs", "", ns},
-		{"delete", "batch", "jobs", "", ns},
+		{"delete", "batch", "jobs", "", ns}, {"patch", "batch", "jobs", "", ns},
+		{"get", "", "pods", "", ns}, {"list", "", "pods", "", ns},
 		{"create", "", "secrets", "", ns}, {"get", "", "secrets", "", ns}, {"delete", "", "secrets", "", ns},
 	}
 	for _, a := range allowed {
@@ -172,11 +191,16 @@ func TestRBACGrantsNothingBeyondBuildJobsAndSecrets(t *testing.T) {
 		{"patch", "", "secrets", "", ns},
 		{"watch", "batch", "jobs", "", ns}, // the executor only lists
 		{"update", "batch", "jobs", "", ns},
-		{"patch", "batch", "jobs", "", ns},
 		{"update", "batch", "jobs", "status", ns},
+		{"patch", "batch", "jobs", "status", ns},
 		{"create", "", "pods", "", ns},
-		{"get", "", "pods", "", ns},
+		{"delete", "", "pods", "", ns},
+		{"update", "", "pods", "", ns},
+		{"patch", "", "pods", "", ns},
+		{"watch", "", "pods", "", ns},
+		{"get", "", "pods", "log", ns},
 		{"create", "", "pods", "exec", ns},
+		{"list", "", "pods", "", other},
 		{"create", "apps", "deployments", "", ns},
 		{"create", "batch", "cronjobs", "", ns},
 		{"create", "rbac.authorization.k8s.io", "rolebindings", "", ns},

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -55,7 +56,11 @@ type proc struct {
 	branch    string
 	done      chan struct{}
 	exitCode  int
+	signal    syscall.Signal // what killed it, when one did
 	logPath   string
+	// callbackURL is where the runner reports, for the reaper's FAILED.
+	callbackURL string
+	reaped      bool
 }
 
 // New checks the runner executable exists.
@@ -120,7 +125,7 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		logFile.Close()
 		return h, fmt.Errorf("local executor: start runner: %w", err)
 	}
-	p := &proc{order: executor.Order{Pushed: b.PushedAt, Submitted: time.Now(), Name: id}, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath}
+	p := &proc{order: executor.Order{Pushed: b.PushedAt, Submitted: time.Now(), Name: id}, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath, callbackURL: env.CallbackURL}
 	e.builds[id] = p
 	go func() {
 		err := cmd.Wait()
@@ -130,8 +135,8 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		case err == nil:
 		case errors.As(err, &ee):
 			p.exitCode = ee.ExitCode()
-			if p.exitCode == 0 {
-				p.exitCode = -1 // killed by a signal
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.exitCode, p.signal = -1, ws.Signal()
 			}
 		default:
 			p.exitCode = -1
@@ -233,6 +238,49 @@ func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string
 		return 1
 	})
 	return ids, nil
+}
+
+// Reap returns, once each, the finished builds whose runner cannot have
+// reported: killed by a signal (the kernel's OOM killer sends SIGKILL), or
+// exited with a code other than 0, 1 and 2 (runner/main.go: 3 is "terminal
+// status not delivered"). Cancelled builds are forgotten at Cancel, which
+// reported CANCELED for them.
+func (e *Executor) Reap(context.Context) ([]executor.Lost, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var lost []executor.Lost
+	for id, p := range e.builds {
+		select {
+		case <-p.done:
+		default:
+			continue
+		}
+		if p.reaped {
+			continue
+		}
+		p.reaped = true
+		if reason := lostReason(p); reason != "" {
+			lost = append(lost, executor.Lost{BuildJobID: id, Reason: reason, CallbackURL: p.callbackURL})
+		}
+	}
+	slices.SortFunc(lost, func(a, b executor.Lost) int { return strings.Compare(a.BuildJobID, b.BuildJobID) })
+	return lost, nil
+}
+
+// lostReason is empty when the runner reported itself.
+func lostReason(p *proc) string {
+	switch {
+	case p.signal == syscall.SIGKILL:
+		return "the build process was killed (SIGKILL): out of memory, or stopped from outside"
+	case p.signal != 0:
+		return fmt.Sprintf("the build process was killed by %s", p.signal)
+	case p.exitCode == 0 || p.exitCode == 1 || p.exitCode == 2:
+		return ""
+	case p.exitCode == 3:
+		return "the runner could not deliver its terminal status (exit 3)"
+	default:
+		return fmt.Sprintf("the runner ended with exit %d without reporting", p.exitCode)
+	}
 }
 
 // Wait blocks until the build's runner has exited, for callers (the demo,

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,5 +197,56 @@ func TestCloseStopsEveryRunnerAndLetsItReport(t *testing.T) {
 		if term, ok := f.sink.Terminal(id); !ok || term.Status != "FAILED" {
 			t.Errorf("%s: no FAILED terminal callback when Close returned", id)
 		}
+	}
+}
+
+func TestReapReportsARunnerKilledWithoutWarningOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, id := range []string{"oom-1", "term-1"} {
+		if _, err := f.exec.Submit(ctx, f.build(t, id, "svc", "main")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = f.exec.Cancel(ctx, id) })
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := f.sink.WaitFor(wctx, func(ds []callbacksink.Delivery) bool { return len(ds) >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	pgid := func(id string) int {
+		f.exec.mu.Lock()
+		defer f.exec.mu.Unlock()
+		return f.exec.builds[id].cmd.Process.Pid
+	}
+	// What the kernel's OOM killer does: SIGKILL, no chance to report.
+	if err := syscall.Kill(-pgid("oom-1"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A SIGTERM the runner survives long enough to report FAILED.
+	if err := syscall.Kill(-pgid("term-1"), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"oom-1", "term-1"} {
+		if _, err := f.exec.Wait(wctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := f.sink.Terminal("oom-1"); ok {
+		t.Fatal("the killed runner reported; the test kills it too late")
+	}
+
+	lost, err := f.exec.Reap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 1 || lost[0].BuildJobID != "oom-1" {
+		t.Fatalf("Reap = %+v, want only oom-1 (term-1 reported itself)", lost)
+	}
+	if !strings.Contains(lost[0].Reason, "SIGKILL") || lost[0].CallbackURL != f.sink.URL() {
+		t.Errorf("Lost = %+v, want a SIGKILL reason and the runner's CALLBACK_URL %s", lost[0], f.sink.URL())
+	}
+	if again, err := f.exec.Reap(ctx); err != nil || len(again) != 0 {
+		t.Errorf("second Reap = %+v, %v; want nothing", again, err)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -271,3 +272,56 @@ func WriteKubeconfig(t testing.TB, cfg *rest.Config) string {
 	}
 	return path
 }
+
+// PodOf does the work of the Job controller and the kubelet, which this
+// control plane lacks: it creates the pod job would get (its template,
+// owned by the Job) and sets its status to status, as the kubelet would
+// report it.
+func (e *Env) PodOf(t testing.TB, job *batchv1.Job, status corev1.PodStatus) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: job.Name + "-",
+			Namespace:    job.Namespace,
+			Labels:       job.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptrTo(true),
+			}},
+		},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	pods := e.Kube.CoreV1().Pods(job.Namespace)
+	created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod of job %s: %v", job.Name, err)
+	}
+	created.Status = status
+	updated, err := pods.UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("set status of pod %s: %v", created.Name, err)
+	}
+	return updated
+}
+
+// Terminated is a pod status whose container name ended with exitCode for
+// reason, in a pod of phase Failed (or Succeeded for exit 0).
+func Terminated(name string, exitCode int32, reason string) corev1.PodStatus {
+	now := metav1.Now()
+	phase := corev1.PodFailed
+	if exitCode == 0 {
+		phase = corev1.PodSucceeded
+	}
+	return corev1.PodStatus{
+		Phase: phase,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name:  name,
+			Image: "runner",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: exitCode, Reason: reason, StartedAt: now, FinishedAt: now,
+			}},
+		}},
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

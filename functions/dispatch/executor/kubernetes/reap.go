@@ -1,0 +1,239 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+)
+
+// AnnotationReaped marks a Job the reaper has dealt with (its value is
+// when), so a finished build is looked at, and reported, only once.
+const AnnotationReaped = "af-builder.io/reaped"
+
+// Exit codes of the runner (runner/main.go) after which it has delivered
+// its own terminal status, or did its best to: 0 SUCCEEDED, 1 FAILED,
+// 2 bad configuration (FAILED when it could). Anything else, a signal
+// included, means nobody reported.
+func runnerReported(code int32) bool { return code == 0 || code == 1 || code == 2 }
+
+// Reap finds the builds whose runner ended without reporting: Jobs that
+// failed, or whose builder container has terminated, and that are not yet
+// marked. Each one is marked with a merge patch that carries the Job's
+// resourceVersion, so of two dispatch instances reaping at once only one
+// reports it; a Job that changed meanwhile is simply looked at next time.
+// Builds whose runner did report are marked too, and not returned.
+func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
+	jobs, err := e.listManaged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := e.listBuildPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var lost []executor.Lost
+	for i := range jobs {
+		job := &jobs[i]
+		id := job.Annotations[LabelBuildID]
+		if id == "" || job.Annotations[AnnotationReaped] != "" || job.DeletionTimestamp != nil {
+			// Not a build, done already, or being canceled (and Cancel
+			// has reported CANCELED).
+			continue
+		}
+		if JobState(job) == executor.StateSucceeded {
+			// Complete means the builder exited 0: SUCCEEDED went out.
+			continue
+		}
+		reason, decided := verdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
+		if !decided {
+			continue
+		}
+		marked, err := e.markReaped(ctx, job)
+		if err != nil {
+			return lost, fmt.Errorf("reap build %s: %w", id, err)
+		}
+		if marked && reason != "" {
+			lost = append(lost, executor.Lost{BuildJobID: id, Reason: reason, CallbackURL: callbackURL(job)})
+		}
+	}
+	return lost, nil
+}
+
+// verdict decides one unfinished-or-failed Job: decided is false while the
+// runner may still report (its pod is running or stopping); reason is
+// empty when the runner reported itself.
+func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) {
+	failed := JobState(job) == executor.StateFailed
+	var lostReason string
+	waiting := false
+	for i := range pods {
+		pod := &pods[i]
+		term := builderTerminated(pod)
+		switch {
+		case term != nil && runnerReported(term.ExitCode):
+			return "", true
+		case pod.Status.Reason == "Evicted":
+			lostReason = "the build pod was evicted: " + pod.Status.Message
+		case term != nil && term.Reason == "OOMKilled":
+			lostReason = fmt.Sprintf("the build container was killed: OOMKilled (exit %d) — raise the builder memory limit or reduce the build's memory use", term.ExitCode)
+		case term != nil && term.ExitCode == 3:
+			lostReason = "the runner could not deliver its terminal status (exit 3)"
+		case term != nil:
+			why := term.Reason
+			if why == "" {
+				why = "ended"
+			}
+			lostReason = fmt.Sprintf("the build container was killed: %s (exit %d)", why, term.ExitCode)
+		case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
+			// Over without the builder ever terminating on record: the
+			// node went away with it, or the kubelet gave up on it.
+			lostReason = "the build pod stopped before the runner reported"
+			if pod.Status.Reason != "" || pod.Status.Message != "" {
+				lostReason += ": " + joinNonEmpty(pod.Status.Reason, pod.Status.Message)
+			}
+		default:
+			// Still running or stopping: after a deadline or a failure the
+			// runner gets its grace period to report, and usually does.
+			waiting = true
+		}
+	}
+	switch {
+	case lostReason != "":
+		return lostReason, true
+	case waiting || !failed:
+		return "", false
+	case hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded):
+		return "the build exceeded its deadline", true
+	default:
+		return "the build pod disappeared (node lost?)", true
+	}
+}
+
+func builderTerminated(pod *corev1.Pod) *corev1.ContainerStateTerminated {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == BuilderContainer {
+			return cs.State.Terminated
+		}
+	}
+	return nil
+}
+
+func hasConditionReason(job *batchv1.Job, t batchv1.JobConditionType, reason string) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Type == t && c.Status == corev1.ConditionTrue && c.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func joinNonEmpty(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	default:
+		return a + " (" + b + ")"
+	}
+}
+
+// callbackURL is the builder's CALLBACK_URL: a plain env value, never a
+// secret (the token is the secret).
+func callbackURL(job *batchv1.Job) string {
+	for _, c := range job.Spec.Template.Spec.Containers {
+		if c.Name != BuilderContainer {
+			continue
+		}
+		for _, v := range c.Env {
+			if v.Name == "CALLBACK_URL" && v.ValueFrom == nil {
+				return v.Value
+			}
+		}
+	}
+	return ""
+}
+
+// markReaped sets AnnotationReaped if the Job is unchanged since it was
+// listed. It reports false when another reaper, or a status update, got
+// there first.
+func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job) (bool, error) {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": job.ResourceVersion,
+		"annotations":     map[string]string{AnnotationReaped: time.Now().UTC().Format(time.RFC3339)},
+	}})
+	if err != nil {
+		return false, err
+	}
+	_, err = e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("mark job %s reaped: %w", job.Name, err)
+	}
+}
+
+func (e *Executor) listManaged(ctx context.Context) ([]batchv1.Job, error) {
+	sel := labels.Set{labelManagedBy: managerName}.String()
+	var out []batchv1.Job
+	opts := metav1.ListOptions{LabelSelector: sel, Limit: 250}
+	for {
+		list, err := e.client.BatchV1().Jobs(e.cfg.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reap: list jobs: %w", err)
+		}
+		out = append(out, list.Items...)
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// listBuildPods returns the namespace's build pods by their build-id label,
+// in one list rather than one per Job.
+func (e *Executor) listBuildPods(ctx context.Context) (map[string][]corev1.Pod, error) {
+	sel := labels.Set{labelName: appName, labelComponent: componentName}.String()
+	out := map[string][]corev1.Pod{}
+	opts := metav1.ListOptions{LabelSelector: sel, Limit: 250}
+	for {
+		list, err := e.client.CoreV1().Pods(e.cfg.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reap: list build pods: %w", err)
+		}
+		for _, p := range list.Items {
+			if id := p.Labels[LabelBuildID]; id != "" {
+				out[id] = append(out[id], p)
+			}
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// ownedPods keeps the pods of this Job, not of an earlier one of the same
+// name (a build resubmitted after a cancel) whose pods linger.
+func ownedPods(pods []corev1.Pod, uid types.UID) []corev1.Pod {
+	var out []corev1.Pod
+	for i := range pods {
+		if ownedBy(&pods[i], uid) {
+			out = append(out, pods[i])
+		}
+	}
+	return out
+}

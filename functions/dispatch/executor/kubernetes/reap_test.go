@@ -1,0 +1,168 @@
+package kubernetes
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
+)
+
+// submitJob submits a build and returns its Job as stored.
+func submitJob(t *testing.T, ex *Executor, env *kubetest.Env, ns, id string) *batchv1.Job {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := ex.Submit(ctx, buildWithID(id)); err != nil {
+		t.Fatal(err)
+	}
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, JobName(id), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+func reap(t *testing.T, ex *Executor) []executor.Lost {
+	t.Helper()
+	lost, err := ex.Reap(context.Background())
+	if err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	return lost
+}
+
+func reaped(t *testing.T, env *kubetest.Env, ns, id string) bool {
+	t.Helper()
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(context.Background(), JobName(id), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job.Annotations[AnnotationReaped] != ""
+}
+
+func TestReapReportsAnOOMKilledBuildOnce(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	job := submitJob(t, ex, env, ns, "oom-1")
+	env.PodOf(t, job, kubetest.Terminated(BuilderContainer, 137, "OOMKilled"))
+
+	lost := reap(t, ex)
+	if len(lost) != 1 || lost[0].BuildJobID != "oom-1" {
+		t.Fatalf("Reap = %+v, want oom-1", lost)
+	}
+	if want := "the build container was killed: OOMKilled (exit 137) — raise the builder memory limit or reduce the build's memory use"; lost[0].Reason != want {
+		t.Errorf("Reason = %q, want %q", lost[0].Reason, want)
+	}
+	if lost[0].CallbackURL != sampleBuild().Env.CallbackURL {
+		t.Errorf("CallbackURL = %q, want the runner's own %q", lost[0].CallbackURL, sampleBuild().Env.CallbackURL)
+	}
+	if !reaped(t, env, ns, "oom-1") {
+		t.Errorf("the Job is not annotated %s", AnnotationReaped)
+	}
+	if again := reap(t, ex); len(again) != 0 {
+		t.Errorf("second Reap = %+v, want nothing: each lost build is reported once", again)
+	}
+}
+
+func TestReapLeavesBuildsWhoseRunnerReported(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	for id, code := range map[string]int32{"failed-1": 1, "badconfig-1": 2} {
+		job := submitJob(t, ex, env, ns, id)
+		env.PodOf(t, job, kubetest.Terminated(BuilderContainer, code, "Error"))
+		setFinished(t, env.Kube, ns, job.Name, false)
+	}
+	if lost := reap(t, ex); len(lost) != 0 {
+		t.Fatalf("Reap = %+v, want nothing: the runner delivered FAILED itself", lost)
+	}
+	for _, id := range []string{"failed-1", "badconfig-1"} {
+		if !reaped(t, env, ns, id) {
+			t.Errorf("%s is not marked, so every Reap would look at it again", id)
+		}
+	}
+}
+
+func TestReapLeavesRunningAndPendingBuilds(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	submitJob(t, ex, env, ns, "pending-1")
+	running := submitJob(t, ex, env, ns, "running-1")
+	env.PodOf(t, running, corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: BuilderContainer, Image: "runner", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}})
+	setRunning(t, env.Kube, ns, running.Name)
+	if lost := reap(t, ex); len(lost) != 0 {
+		t.Fatalf("Reap = %+v, want nothing", lost)
+	}
+	if reaped(t, env, ns, "pending-1") || reaped(t, env, ns, "running-1") {
+		t.Error("an unfinished build was marked reaped")
+	}
+}
+
+func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+
+	evicted := submitJob(t, ex, env, ns, "evicted-1")
+	env.PodOf(t, evicted, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted",
+		Message: "The node was low on resource: ephemeral-storage."})
+	setFinished(t, env.Kube, ns, evicted.Name, false)
+
+	undelivered := submitJob(t, ex, env, ns, "exit3-1")
+	env.PodOf(t, undelivered, kubetest.Terminated(BuilderContainer, 3, "Error"))
+
+	vanished := submitJob(t, ex, env, ns, "nopod-1")
+	setFinished(t, env.Kube, ns, vanished.Name, false)
+
+	deadline := submitJob(t, ex, env, ns, "deadline-1")
+	updateJobStatus(t, env.Kube, ns, deadline.Name, func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		s.StartTime = &now
+		cond := func(tp batchv1.JobConditionType) batchv1.JobCondition {
+			return batchv1.JobCondition{Type: tp, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now}
+		}
+		s.Conditions = append(s.Conditions, cond(batchv1.JobFailureTarget), cond(batchv1.JobFailed))
+	})
+
+	got := map[string]string{}
+	for _, l := range reap(t, ex) {
+		got[l.BuildJobID] = l.Reason
+	}
+	want := map[string]string{
+		"evicted-1":  "the build pod was evicted: The node was low on resource: ephemeral-storage.",
+		"exit3-1":    "the runner could not deliver its terminal status (exit 3)",
+		"nopod-1":    "the build pod disappeared (node lost?)",
+		"deadline-1": "the build exceeded its deadline",
+	}
+	for id, reason := range want {
+		if got[id] != reason {
+			t.Errorf("%s: Reason = %q, want %q", id, got[id], reason)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("Reap = %v, want exactly %v", got, want)
+	}
+}
+
+func TestReapIgnoresPodsOfAnEarlierJobOfTheSameBuild(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	first := submitJob(t, ex, env, ns, "again-1")
+	env.PodOf(t, first, kubetest.Terminated(BuilderContainer, 1, "Error"))
+	if err := ex.Cancel(context.Background(), "again-1"); err != nil {
+		t.Fatal(err)
+	}
+	// Resubmitted; the old pod lingers (no garbage collector here), and its
+	// "reported" exit must not vouch for the new Job, whose pod is gone.
+	second := submitJob(t, ex, env, ns, "again-1")
+	setFinished(t, env.Kube, ns, second.Name, false)
+	lost := reap(t, ex)
+	if len(lost) != 1 || !strings.Contains(lost[0].Reason, "disappeared") {
+		t.Errorf("Reap = %+v, want again-1 lost with its pod gone", lost)
+	}
+}
