@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/alternatefutures/af-builder/internal/testinfra/callbacksink"
 	"github.com/alternatefutures/af-builder/internal/testinfra/gitserver"
+	"github.com/alternatefutures/af-builder/internal/testinfra/syncbuf"
 	"github.com/alternatefutures/af-builder/shared/token"
 )
 
@@ -91,7 +90,7 @@ type result struct {
 // running is a runner process still going.
 type running struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	b              *build
 }
 
@@ -103,7 +102,7 @@ func (b *build) start(t *testing.T) *running {
 	for k, v := range b.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	r := &running{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, b: b}
+	r := &running{cmd: cmd, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, b: b}
 	cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start runner: %v", err)
@@ -150,23 +149,6 @@ func (r *running) wait(t *testing.T) result {
 func (b *build) run(t *testing.T) result {
 	t.Helper()
 	return b.start(t).wait(t)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newRepo makes a repository on the git server with one commit per file set,

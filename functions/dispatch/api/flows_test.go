@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,13 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
+	"github.com/alternatefutures/af-builder/internal/testinfra/syncbuf"
 )
 
 // lookupAPI is service-cloud-api's subscription endpoint as the README
@@ -81,29 +80,11 @@ func TestServiceCloudAPISubscriptionsReserveIDsAndGetEveryOneClosed(t *testing.T
 	}
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The logger here does no redaction: this checks that the code never puts
 // a secret into a log line or an answer, not that a filter caught it.
 func TestNoSecretReachesALogLineOrAnAnswer(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	h := start(t, options{logHandler: slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 
 	// A full day: pushes (one superseding the other), a refused delivery,
