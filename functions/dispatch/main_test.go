@@ -132,6 +132,19 @@ type process struct {
 	addr chan string
 }
 
+// serve starts `dispatch serve` on a free port and returns its base URL.
+func (w *world) serve(t *testing.T, bin string, extraEnv ...string) (*process, string) {
+	t.Helper()
+	server := w.run(t, bin, extraEnv, "serve", "--addr", "127.0.0.1:0")
+	select {
+	case a := <-server.addr:
+		return server, "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start:\n%s", server.Logs())
+		return nil, ""
+	}
+}
+
 func (w *world) run(t *testing.T, bin string, extraEnv []string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -302,14 +315,7 @@ func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) 
 
 	// No reaping by the server: the scheduled event below is to find the
 	// lost build.
-	server := w.run(t, bin, []string{"REAP_INTERVAL=0"}, "serve", "--addr", "127.0.0.1:0")
-	var base string
-	select {
-	case a := <-server.addr:
-		base = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not start:\n%s", server.Logs())
-	}
+	server, base := w.serve(t, bin, "REAP_INTERVAL=0")
 
 	rt := startRuntimeAPI(t)
 	fn := w.run(t, bin, []string{"AWS_LAMBDA_RUNTIME_API=" + rt.Addr(), "AWS_LAMBDA_FUNCTION_NAME=af-dispatch",
@@ -439,14 +445,7 @@ func TestBootstrapUnderTheLambdaRuntimeAnswersAsTheHTTPServerDoes(t *testing.T) 
 func TestServeReapsLostBuildsEveryReapInterval(t *testing.T) {
 	bin := bootstrap(t)
 	w := newWorld(t)
-	server := w.run(t, bin, []string{"REAP_INTERVAL=200ms"}, "serve", "--addr", "127.0.0.1:0")
-	var base string
-	select {
-	case a := <-server.addr:
-		base = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not start:\n%s", server.Logs())
-	}
+	server, base := w.serve(t, bin, "REAP_INTERVAL=200ms")
 	const id = "bj-reap-serve-1"
 	body, _ := json.Marshal(map[string]any{
 		"buildJobId": id, "installationId": installationID, "repoOwner": owner, "repoName": repo,
