@@ -46,11 +46,11 @@ type BuildRequest struct {
 func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (string, error) {
 	ctxFS, err := fsutil.NewFS(req.ContextDir)
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the build context", err)
+		return "", failure.Wrap(failure.Infrastructure, "cannot read the build context", err)
 	}
 	dfFS, err := fsutil.NewFS(req.DockerfileDir)
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the Dockerfile directory", err)
+		return "", failure.Wrap(failure.Infrastructure, "cannot read the Dockerfile directory", err)
 	}
 
 	// The session outlives the build request: BuildKit keeps calling back into
@@ -59,7 +59,7 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 	defer stopSession()
 	sess, err := session.NewSession(sessCtx, "af-builder")
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot start a BuildKit session", err)
+		return "", failure.Wrap(failure.Infrastructure, "cannot start a BuildKit session", err)
 	}
 	sess.Allow(filesync.NewFSSyncProvider(filesync.StaticDirSource{"context": ctxFS, "dockerfile": dfFS}))
 	sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
@@ -114,7 +114,7 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 		return "", e.buildFailed(ctx, req.BuildID, err)
 	}
 	if id == "" {
-		return "", failure.New(failure.Build, failure.Infrastructure, "the engine finished without reporting an image", nil)
+		return "", failure.Wrap(failure.Infrastructure, "the engine finished without reporting an image", nil)
 	}
 	return id, nil
 }
@@ -128,13 +128,14 @@ func (e *Engine) buildFailed(ctx context.Context, buildID string, err error) err
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, _ = e.cli.BuildCancel(cctx, buildID, client.BuildCancelOptions{})
-		return failure.New(failure.Build, failure.Transient, "build stopped before it finished", context.Cause(ctx))
+		// The pipeline names the reason (timeout, signal) from its context.
+		return failure.Wrap(failure.Transient, "build stopped before it finished", err)
 	}
 	var se *StreamError
 	if errors.As(err, &se) {
 		return classifyBuildError(se.Message, err)
 	}
-	return failure.New(failure.Build, failure.Infrastructure, "the Docker engine failed during the build", err)
+	return failure.Wrap(failure.Infrastructure, "the Docker engine failed during the build", err)
 }
 
 // classifyBuildError separates the repository's faults (a failing step, a
@@ -153,16 +154,16 @@ func classifyBuildError(msg string, err error) error {
 	}
 	switch {
 	case has("no space left on device", "out of memory", "cannot allocate memory"):
-		return failure.New(failure.Build, failure.Infrastructure, msg, err)
+		return failure.Wrap(failure.Infrastructure, msg, err)
 	case has("did not complete successfully", "executor failed running", "exit code:",
 		"dockerfile parse error", "failed to parse dockerfile", "unknown instruction",
 		"failed to compute cache key", "pull access denied", "failed to read dockerfile",
 		"invalid reference format", "unknown flag", "no build stage", "failed to process"),
 		has("not found") && has("failed to solve"):
-		return failure.New(failure.Build, failure.User, msg, err)
+		return failure.Wrap(failure.User, msg, err)
 	case has("timeout", "connection reset", "too many requests", "temporary"):
-		return failure.New(failure.Build, failure.Transient, msg, err)
+		return failure.Wrap(failure.Transient, msg, err)
 	default:
-		return failure.New(failure.Build, failure.Infrastructure, msg, err)
+		return failure.Wrap(failure.Infrastructure, msg, err)
 	}
 }

@@ -27,7 +27,7 @@ func Connect(host string) (*Engine, error) {
 	}
 	cli, err := client.New(opts...)
 	if err != nil {
-		return nil, failure.New(failure.Engine, failure.Infrastructure, "DOCKER_HOST is not usable", err)
+		return nil, failure.Wrap(failure.Infrastructure, "DOCKER_HOST is not usable", err)
 	}
 	return &Engine{cli: cli}, nil
 }
@@ -50,7 +50,7 @@ func (e *Engine) WaitReady(ctx context.Context) (string, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", failure.New(failure.Engine, failure.Infrastructure,
+			return "", failure.Wrap(failure.Infrastructure,
 				fmt.Sprintf("the Docker engine at %s did not answer in time", e.cli.DaemonHost()), last)
 		case <-t.C:
 		}

@@ -24,26 +24,20 @@ func (e *Engine) Push(ctx context.Context, ref, user, password string, out io.Wr
 	if user != "" {
 		b, err := json.Marshal(registry.AuthConfig{Username: user, Password: password})
 		if err != nil {
-			return "", failure.New(failure.Push, failure.Infrastructure, "encode registry credentials", err)
+			return "", failure.Wrap(failure.Infrastructure, "encode registry credentials", err)
 		}
 		auth = base64.URLEncoding.EncodeToString(b)
 	}
 	res, err := e.cli.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth})
 	if err != nil {
-		if ctx.Err() != nil {
-			return "", failure.New(failure.Push, failure.Transient, "push stopped before it finished", context.Cause(ctx))
-		}
-		return "", failure.New(failure.Push, failure.Infrastructure, "the Docker engine refused the push", err)
+		return "", failure.Wrap(failure.Infrastructure, "the Docker engine refused the push", err)
 	}
 	defer res.Close()
 	var digest string
 	last := map[string]string{}
 	for m, err := range res.JSONMessages(ctx) {
 		if err != nil {
-			if ctx.Err() != nil {
-				return "", failure.New(failure.Push, failure.Transient, "push stopped before it finished", context.Cause(ctx))
-			}
-			return "", failure.New(failure.Push, failure.Transient, "reading the push progress failed", err)
+			return "", failure.Wrap(failure.Transient, "reading the push progress failed", err)
 		}
 		if m.Error != nil {
 			return "", classifyPushError(m.Error.Message)
@@ -66,7 +60,7 @@ func (e *Engine) Push(ctx context.Context, ref, user, password string, out io.Wr
 		}
 	}
 	if digest == "" {
-		return "", failure.New(failure.Push, failure.Infrastructure, "the registry did not report a digest for the pushed image", nil)
+		return "", failure.Wrap(failure.Infrastructure, "the registry did not report a digest for the pushed image", nil)
 	}
 	return digest, nil
 }
@@ -81,11 +75,11 @@ func classifyPushError(msg string) error {
 	case strings.Contains(lower, "unauthorized"), strings.Contains(lower, "authentication required"),
 		strings.Contains(lower, "denied"), strings.Contains(lower, "forbidden"):
 		// The platform mints the registry credentials: not the user's fault.
-		return failure.New(failure.Push, failure.Infrastructure, "the registry rejected the push credentials: "+msg, nil)
+		return failure.Wrap(failure.Infrastructure, "the registry rejected the push credentials: "+msg, nil)
 	case strings.Contains(lower, "blob upload unknown"), strings.Contains(lower, "timeout"),
 		strings.Contains(lower, "connection"), strings.Contains(lower, "eof"), serverError.MatchString(lower):
-		return failure.New(failure.Push, failure.Transient, "pushing to the registry failed: "+msg, nil)
+		return failure.Wrap(failure.Transient, "pushing to the registry failed: "+msg, nil)
 	default:
-		return failure.New(failure.Push, failure.Infrastructure, "pushing to the registry failed: "+msg, nil)
+		return failure.Wrap(failure.Infrastructure, "pushing to the registry failed: "+msg, nil)
 	}
 }

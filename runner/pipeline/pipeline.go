@@ -128,7 +128,9 @@ func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration,
 	r.out.Timings[string(p)] = d
 	if err != nil {
 		fe := failure.From(p, err)
-		if ctx.Err() == nil && pctx.Err() != nil {
+		// Leaves classify what they saw; only here is it known that the
+		// phase's own limit or the whole build's context ended it.
+		if pctx.Err() != nil {
 			class := failure.Transient
 			if p == failure.Engine {
 				// An engine that never answers is the platform's sidecar failing.
