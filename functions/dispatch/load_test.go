@@ -19,11 +19,9 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
 	"github.com/alternatefutures/af-builder/functions/dispatch/dispatchtest"
-	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
 )
@@ -39,7 +37,15 @@ func BenchmarkDispatchLoad(b *testing.B) {
 	const total, concurrency = 400, 50
 	w := dispatchtest.Start(b)
 	env := map[string]string{}
-	for _, kv := range append(w.ProcessEnv(b, dispatchtest.WebService()), "LOG_LEVEL=error") {
+	// Ten services, each tracking its own branch: pushes spread over them
+	// as over a platform's services, each superseding its branch's last.
+	const branches = 10
+	subs := "services:\n"
+	for i := range branches {
+		subs += fmt.Sprintf("  - {id: svc%d, repository: %s/%s, branch: branch-%d, installationId: %d, image: ghcr.io/acme/svc%d}\n",
+			i, dispatchtest.Owner, dispatchtest.Repo, i, dispatchtest.InstallationID, i)
+	}
+	for _, kv := range append(w.ProcessEnv(b, subs), "LOG_LEVEL=error") {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
@@ -57,9 +63,12 @@ func BenchmarkDispatchLoad(b *testing.B) {
 		kind string
 		do   func() (int, error)
 	}
+	pushes := 0
 	push := func(delivery, after string) func() (int, error) {
+		pushes++
 		body := webhooktest.Push{InstallationID: dispatchtest.InstallationID, Owner: dispatchtest.Owner, Repo: dispatchtest.Repo,
-			After: after, PushedAt: time.Now(), Commits: []webhooktest.Commit{{Message: "load", Modified: []string{"apps/web/a.ts"}}}}.Payload()
+			Ref: fmt.Sprintf("refs/heads/branch-%d", pushes%branches), After: after, PushedAt: time.Now(),
+			Commits: []webhooktest.Commit{{Message: "load", Modified: []string{"apps/web/a.ts"}}}}.Payload()
 		return func() (int, error) {
 			r := webhooktest.Request(srv.URL+"/webhooks/github", "push", delivery, body, []byte(dispatchtest.WebhookSecret))
 			return send(client, r)
@@ -134,16 +143,21 @@ func BenchmarkDispatchLoad(b *testing.B) {
 	elapsed := time.Since(start)
 	calls := apiserverRequests(b, w) - before
 
-	jobs, err := w.Client.BatchV1().Jobs(w.Namespace).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	// Builds created: every push and API id once (duplicates and
+	// repeats create nothing).
 	created := 0
-	for _, j := range jobs.Items {
-		if j.Annotations[kubernetes.LabelBuildID] != "" {
+	for _, r := range results {
+		if r.code == http.StatusAccepted && (r.kind == "push" || r.kind == "api") {
 			created++
 		}
 	}
+	dups := 0
+	for _, p := range plan {
+		if p.kind == "duplicate" {
+			dups++
+		}
+	}
+	created += dups / 2 // two requests, one build
 	reconciled, rerr := d.core.ReconcileSupersede(context.Background())
 	if rerr != nil {
 		b.Error(rerr)
@@ -174,8 +188,8 @@ func BenchmarkDispatchLoad(b *testing.B) {
 	}
 	fmt.Fprintf(out, "throughput   %.0f requests/s (%s in all)\n", float64(total)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "answers      %v\n", codes)
-	fmt.Fprintf(out, "builds       %d Jobs in the namespace; %d apiserver requests, %.1f per Job (supersede's cancels included)\n", created, calls, float64(calls)/float64(max(created, 1)))
-	fmt.Fprintf(out, "supersede    %d older builds of web/main were left unfinished by the load; the reaper's round canceled them\n", reconciled)
+	fmt.Fprintf(out, "builds       %d created; %d apiserver requests, %.1f per build (supersede's lists and cancels included)\n", created, calls, float64(calls)/float64(max(created, 1)))
+	fmt.Fprintf(out, "supersede    %d older builds were left unfinished by the load; the reaper's round canceled them\n", reconciled)
 
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(pctDur(all, 50).Milliseconds()), "p50-ms")

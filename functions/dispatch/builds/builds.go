@@ -67,6 +67,9 @@ type Service struct {
 	subs subscriptions.Source
 	log  *slog.Logger
 	now  func() time.Time
+	// superseding keeps supersedes of one service and branch from
+	// overlapping.
+	superseding groups
 }
 
 // New returns the core. Nothing is contacted until a call needs it.

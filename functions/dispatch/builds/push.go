@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
@@ -168,12 +169,36 @@ func (s *Service) closeReserved(ctx context.Context, reserved bool, id string, s
 // one are canceled; if a newer one is already building, the new one is.
 // It runs on what is left of the caller's time; what it cannot do, the
 // reaper's next round does (Reap reconciles every branch).
+//
+// Within one dispatch, supersedes of one service and branch do not overlap:
+// a burst of pushes to a branch would otherwise each list, and each cancel,
+// all the builds before it. While one runs, the others only ask it to look
+// again, and it does once more when it is done (the newest build wins
+// either way; builds it does not see, the reaper's round reconciles).
 func (s *Service) supersede(ctx context.Context, newID, serviceID, branch, callbackBase string) {
+	g := s.superseding.enter(serviceID + "\x00" + branch)
+	if g == nil {
+		return
+	}
+	for {
+		s.supersedeOnce(ctx, newID, serviceID, branch, callbackBase)
+		if !s.superseding.again(g) {
+			return
+		}
+		// Whichever build asked last, the list decides what is newest.
+		newID = ""
+	}
+}
+
+func (s *Service) supersedeOnce(ctx context.Context, newID, serviceID, branch, callbackBase string) {
 	log := s.logger(ctx)
 	ids, err := s.exec.Active(ctx, serviceID, branch)
 	if err != nil {
 		log.Warn("supersede: cannot list active builds; the reaper will", "service", serviceID, "branch", branch, "err", err)
 		return
+	}
+	if newID == "" && len(ids) > 0 {
+		newID = ids[len(ids)-1]
 	}
 	at := slices.Index(ids, newID)
 	if at < 0 {
@@ -217,4 +242,43 @@ func PushBuildID(p webhook.Push, serviceID string) string {
 	}
 	sum := sha256.Sum256([]byte(key + "\x00" + serviceID))
 	return "gh-" + p.After[:7] + "-" + hex.EncodeToString(sum[:6])
+}
+
+// groups serializes work per key: enter returns nil when the key is busy
+// (and marks it to be done again), again reports whether someone asked
+// while the holder worked, and releases the key when nobody did.
+type groups struct {
+	mu   sync.Mutex
+	busy map[string]*group
+}
+
+type group struct {
+	key     string
+	pending bool
+}
+
+func (g *groups) enter(key string) *group {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.busy == nil {
+		g.busy = map[string]*group{}
+	}
+	if cur, ok := g.busy[key]; ok {
+		cur.pending = true
+		return nil
+	}
+	cur := &group{key: key}
+	g.busy[key] = cur
+	return cur
+}
+
+func (g *groups) again(cur *group) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cur.pending {
+		cur.pending = false
+		return true
+	}
+	delete(g.busy, cur.key)
+	return false
 }
