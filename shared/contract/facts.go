@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"errors"
 	"slices"
 	"time"
 )
@@ -52,4 +53,26 @@ type RunnerDefaults struct {
 	// BuildNetwork is the engine's network mode for RUN steps; empty means
 	// the daemon's default.
 	BuildNetwork string `env:"BUILD_NETWORK"`
+}
+
+// Validate checks the defaults by the contract's own rules, so a bad
+// BUILD_TIMEOUT in dispatch's configuration is refused at start-up rather
+// than failing every build.
+func (d RunnerDefaults) Validate() error {
+	e := Env{BuildTimeout: d.BuildTimeout, LogStreamInterval: d.LogStreamInterval, BuildNetwork: d.BuildNetwork}
+	var all Errors
+	if !errors.As(e.Normalize(), &all) {
+		return nil
+	}
+	var ours Errors
+	for _, fe := range all {
+		switch fe.Var {
+		case "BUILD_TIMEOUT", "LOG_STREAM_INTERVAL", "BUILD_NETWORK":
+			ours = append(ours, fe)
+		}
+	}
+	if len(ours) > 0 {
+		return ours
+	}
+	return nil
 }

@@ -208,6 +208,14 @@ func (c Config) Validate() error {
 	if c.CancelCallbackTimeout <= 0 {
 		bad("CANCEL_CALLBACK_TIMEOUT", "must be positive")
 	}
+	if err := c.RunnerDefaults.Validate(); err != nil {
+		var es contract.Errors
+		if errors.As(err, &es) {
+			for _, fe := range es {
+				bad(fe.Var, fe.Err.Error())
+			}
+		}
+	}
 	if c.MaxInFlight < 0 {
 		bad("MAX_IN_FLIGHT", "must not be negative (0 means no limit)")
 	}

@@ -133,3 +133,18 @@ func TestSecretNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+// The runner defaults are checked by the contract's rules at start-up, not
+// by the first build that uses them.
+func TestRunnerDefaultsAreValidatedAtStartUp(t *testing.T) {
+	env := map[string]string{}
+	for k, v := range valid() {
+		env[k] = v
+	}
+	env["BUILD_TIMEOUT"] = "5h"
+	env["BUILD_NETWORK"] = "overlay"
+	_, err := config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err == nil || !strings.Contains(err.Error(), "BUILD_TIMEOUT") || !strings.Contains(err.Error(), "BUILD_NETWORK") {
+		t.Errorf("Load = %v, want BUILD_TIMEOUT and BUILD_NETWORK refused", err)
+	}
+}

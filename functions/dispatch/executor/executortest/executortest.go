@@ -35,6 +35,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ActiveIsOldestFirst", activeIsOldestFirst},
 		{"ActiveOrdersPushesByPushTime", activeOrdersPushesByPushTime},
 		{"ReapLeavesUnfinishedBuildsAlone", reapLeavesUnfinishedBuildsAlone},
+		{"SupersededIsAllButTheNewestOfEachServiceAndBranch", supersededAllButNewest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newHarness(t)) })
@@ -177,5 +178,39 @@ func reapLeavesUnfinishedBuildsAlone(t *testing.T, h Harness) {
 	submit(t, h, h.NewBuild(t, "reap-1", "svc", "main"))
 	if lost, err := h.Executor.Reap(ctx(t)); err != nil || len(lost) != 0 {
 		t.Errorf("Reap with a build under way = %+v, %v; want nothing", lost, err)
+	}
+}
+
+func supersededAllButNewest(t *testing.T, h Harness) {
+	now := time.Now()
+	for _, b := range []struct {
+		id, svc, branch string
+		age             time.Duration
+	}{
+		{"sup-old", "svc-1", "main", 2 * time.Minute},
+		{"sup-new", "svc-1", "main", 0},
+		{"sup-mid", "svc-1", "main", time.Minute},
+		{"sup-other-branch", "svc-1", "feature/x", 3 * time.Minute},
+		{"sup-other-service", "svc-2", "main", 3 * time.Minute},
+		{"sup-no-service", "", "", 3 * time.Minute},
+		{"sup-no-service-2", "", "", 0},
+	} {
+		build := h.NewBuild(t, b.id, b.svc, b.branch)
+		build.PushedAt = now.Add(-b.age)
+		submit(t, h, build)
+	}
+	stale, err := h.Executor.Superseded(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range stale {
+		if s.By != "sup-new" || s.ServiceID != "svc-1" || s.Branch != "main" {
+			t.Errorf("stale %+v, want superseded by sup-new on svc-1/main", s)
+		}
+		got = append(got, s.BuildJobID)
+	}
+	if !slices.Equal(got, []string{"sup-old", "sup-mid"}) {
+		t.Errorf("Superseded = %v, want [sup-old sup-mid], oldest first", got)
 	}
 }
