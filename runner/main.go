@@ -214,6 +214,8 @@ func terminalPayload(ctx context.Context, env contract.Env, out pipeline.Outcome
 			DetectedPort:      out.Detected.Port,
 			ImageDigest:       out.ImageDigest,
 			PhaseTimingsMs:    out.TimingsMs(),
+			Planner:           out.Planner,
+			PlannerReason:     out.PlannerWhy,
 		}
 		return p
 	}

@@ -1,0 +1,5 @@
+package plan
+
+func (b *tbuild) rust() error {
+	return noTemplate("the Rust template is not written yet")
+}
