@@ -100,6 +100,22 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 	}, nil
 }
 
+// planJSON runs `nixpacks plan DIR --format json`, which reads the
+// directory and writes nothing.
+func (n Nixpacks) planJSON(ctx context.Context, src Source) ([]byte, error) {
+	if _, err := exec.LookPath(n.bin()); err != nil {
+		return nil, fmt.Errorf("nixpacks is not installed")
+	}
+	args := []string{"plan", src.Dir, "--format", "json", "--env", portEnv}
+	if src.BuildCommand != "" {
+		args = append(args, "--build-cmd", src.BuildCommand)
+	}
+	if src.StartCommand != "" {
+		args = append(args, "--start-cmd", src.StartCommand)
+	}
+	return n.run(ctx, nil, args...)
+}
+
 // run executes nixpacks with a minimal environment: the runner's own holds
 // the callback, registry and git tokens, and nixpacks has no use for them.
 // With log set, output streams there; otherwise stdout is returned.
