@@ -2,11 +2,11 @@ package plan
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/alternatefutures/af-builder/runner/detect"
@@ -61,12 +61,10 @@ func (r *Recipe) describe() string {
 	return s
 }
 
-// errNoTemplate marks a stack without a template (or without enough
-// detection to fill one in): the reason goes to the log, Nixpacks takes over.
-var errNoTemplate = errors.New("no template")
-
+// noTemplate says why no template fits (a stack without one, or detection
+// that cannot fill one in): the reason goes to the log, Nixpacks takes over.
 func noTemplate(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errNoTemplate}, args...)...)
+	return fmt.Errorf(format, args...)
 }
 
 // Recipe renders the template for src, or says why none fits.
@@ -244,3 +242,5 @@ func nonEmpty(s, def string) string {
 
 // portOfRuntime is the PORT every template image sets.
 func portOfRuntime() int { return detect.DefaultPort }
+
+func sortStrings(s []string) { slices.Sort(s) }
