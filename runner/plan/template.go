@@ -85,6 +85,11 @@ func (t Template) Recipe(src Source) (*Recipe, error) {
 		return nil, fmt.Errorf("cannot read the source directory: %v", err)
 	}
 	defer r.close()
+	for _, f := range []string{"nixpacks.toml", "nixpacks.json"} {
+		if r.exists(f) {
+			return nil, fmt.Errorf("the repository configures Nixpacks (%s)", f)
+		}
+	}
 	b := &tbuild{
 		src:   src,
 		repo:  r,
