@@ -31,8 +31,8 @@ var templated = map[string]string{
 	"sveltekit": "node", "vite-react": "static", "vite-vanilla": "static",
 	"node-worker": "node", "two-lockfiles": "node", "python-uv": "python",
 	"django": "python", "fastapi": "python", "flask": "python", "python-pipenv": "python",
-	"python-requirements-and-pyproject": "python",
-	"go-chi":                            "go", "go-echo": "go", "go-fiber": "go", "go-gin": "go", "go-stdlib": "go",
+	"python-requirements-and-pyproject": "python", "go-chi": "go", "go-echo": "go",
+	"go-fiber": "go", "go-gin": "go", "go-stdlib": "go",
 	"rust-actix": "rust", "rust-axum": "rust", "rust-rocket": "rust",
 	"rails": "ruby", "sinatra": "ruby",
 }
