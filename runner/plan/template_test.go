@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -583,5 +584,34 @@ func TestARepositorysDockerignoreIsKept(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(ctx, ".dockerignore")); string(b) != "secrets/\n" {
 		t.Errorf("the repository's .dockerignore was replaced: %q", b)
+	}
+}
+
+func TestTheTableIsPinnedByDigest(t *testing.T) {
+	digest := regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	produced := map[string]bool{}
+	for key, img := range baseImages {
+		for _, v := range []string{img.def, "18", "20", "22", "24", "3.11", "3.12", "3.13", "1.23", "1.24", "1.25"} {
+			tag := img.fixed
+			if tag == "" {
+				tag = v + img.suffix
+			}
+			produced[img.repo+":"+tag] = true
+		}
+		ref, note := BaseImages{}.image(key, img.def)
+		if key == "ruby-build" || key == "debian" {
+			continue // not yet recorded: pulled by tag, with a note
+		}
+		if !strings.Contains(ref, "@sha256:") || note != "" {
+			t.Errorf("%s at its default version is %s (%s), want it pinned", key, ref, note)
+		}
+	}
+	for name, d := range pinnedDigests {
+		if !digest.MatchString(d) {
+			t.Errorf("%s: %q is not a sha256 digest", name, d)
+		}
+		if !produced[name] {
+			t.Errorf("%s is pinned but no table entry asks for it", name)
+		}
 	}
 }
