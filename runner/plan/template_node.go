@@ -107,6 +107,14 @@ func (b *tbuild) node() error {
 		return noTemplate("no template for the %s package manager", nonEmpty(d.PackageManager, "unknown"))
 	}
 	b.rec.Template = "node"
+	if d.PackageManager == "bun" {
+		switch d.Framework {
+		case "bun", "hono", "express", "fastify", "koa", "node", "elysia":
+		default:
+			// Their build tools run on Node, which the Bun image lacks.
+			return noTemplate("a %s app on Bun: its tools need Node as well", d.Framework)
+		}
+	}
 	imageKey := "node"
 	if d.PackageManager == "bun" {
 		imageKey = "bun"
