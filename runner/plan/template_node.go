@@ -172,22 +172,30 @@ func (b *tbuild) node() error {
 
 	df := b.df
 	b.header()
-	b.nodeDeps("deps", image, pm, lock, install, mounts)
-	df.blank()
-	df.line("FROM deps AS build")
-	df.copy("", []string{"."}, "./")
-	df.env("NODE_ENV", "production")
-	buildMounts := mounts
-	if d.Framework == "next" {
-		buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
-		df.env("NEXT_TELEMETRY_DISABLED", "1")
-	}
-	b.buildStep(buildCmd, buildMounts...)
-	if prod != "" {
-		// The runtime gets production dependencies from their own stage.
-		df.run("rm -rf node_modules")
-		df.blank()
+	noBuild := buildCmd == "" && b.src.BuildCommand == "" && prod != ""
+	if noBuild {
+		// Nothing to build: production dependencies only, installed once;
+		// the runtime takes the source from the context.
+		b.rec.Install = prod
 		b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
+	} else {
+		b.nodeDeps("deps", image, pm, lock, install, mounts)
+		df.blank()
+		df.line("FROM deps AS build")
+		df.copy("", []string{"."}, "./")
+		df.env("NODE_ENV", "production")
+		buildMounts := mounts
+		if d.Framework == "next" {
+			buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
+			df.env("NEXT_TELEMETRY_DISABLED", "1")
+		}
+		b.buildStep(buildCmd, buildMounts...)
+		if prod != "" {
+			// The runtime gets production dependencies from their own stage.
+			df.run("rm -rf node_modules")
+			df.blank()
+			b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
+		}
 	}
 	df.blank()
 	df.from(image, "")
@@ -202,9 +210,15 @@ func (b *tbuild) node() error {
 			df.copy("--from=build", []string{"/app/public"}, "./public")
 		}
 	} else {
-		df.copy("--from=build", []string{"/app"}, "./")
+		// Dependencies first: a source change leaves their layer, and the
+		// registry's copy of it, as they were.
 		if prod != "" {
 			df.copy("--from=prod-deps", []string{"/app/node_modules"}, "./node_modules")
+		}
+		if noBuild {
+			df.copy("", []string{"."}, "./")
+		} else {
+			df.copy("--from=build", []string{"/app"}, "./")
 		}
 	}
 	if d.Framework == "next" {
