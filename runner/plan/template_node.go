@@ -234,6 +234,8 @@ func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install
 	df, r := b.df, b.repo
 	df.from(image, stage)
 	df.line("WORKDIR /app")
+	// Package binaries on PATH, as npm run puts them, for BUILD_COMMAND too.
+	df.env("PATH", "/app/node_modules/.bin:$PATH")
 	if pm.setup != "" {
 		df.env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0")
 		df.run(pm.setup)
