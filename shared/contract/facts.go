@@ -38,7 +38,7 @@ const ShutdownReportBudget = 20 * time.Second
 
 // userSettings are the contract variables that come from a service's
 // settings; every other one is set by the platform.
-var userSettings = []string{"ROOT_DIRECTORY", "BUILD_COMMAND", "BUILD_COMMAND_B64", "START_COMMAND", "START_COMMAND_B64"}
+var userSettings = []string{"ROOT_DIRECTORY", "BUILD_COMMAND", "BUILD_COMMAND_B64", "START_COMMAND", "START_COMMAND_B64", "BUILDER"}
 
 // IsUserSetting reports whether the variable comes from the service's
 // settings, so a problem with it is the user's to fix.
@@ -53,6 +53,8 @@ type RunnerDefaults struct {
 	// BuildNetwork is the engine's network mode for RUN steps; empty means
 	// the daemon's default.
 	BuildNetwork string `env:"BUILD_NETWORK"`
+	// TARGET_PLATFORM and the BASE_IMAGE_* mirror settings.
+	PlannerDefaults
 }
 
 // Validate checks the defaults by the contract's own rules, so a bad

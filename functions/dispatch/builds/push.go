@@ -122,6 +122,7 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 		RootDirectory:  svc.RootDirectory,
 		BuildCommand:   svc.BuildCommand,
 		StartCommand:   svc.StartCommand,
+		Builder:        svc.Builder,
 		ServiceID:      svc.ServiceID,
 		Branch:         p.Branch,
 		PushedAt:       p.PushedAt,

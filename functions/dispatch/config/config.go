@@ -155,6 +155,9 @@ func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(v, msg string) { errs = append(errs, fmt.Errorf("%s %s", v, msg)) }
+	if err := c.PlannerDefaults.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Executor != "kubernetes" && c.Executor != "local" {
 		bad("EXECUTOR", "must be kubernetes or local")
 	}
