@@ -106,7 +106,13 @@ func lambdaHandler(h *api.Server, log *slog.Logger) func(context.Context, json.R
 			log.Warn("event is neither an HTTP request nor a schedule", "err", err)
 			return nil, fmt.Errorf("decode event: %w", err)
 		}
-		return adapter.Invoke(ctx, ev)
+		resp, err := adapter.Invoke(ctx, ev)
+		// A sandbox is frozen once the invocation returns: deliveries the
+		// relay still has in flight must end first (each is bounded).
+		for _, f := range afterInvoke {
+			f()
+		}
+		return resp, err
 	}
 }
 

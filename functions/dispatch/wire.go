@@ -83,23 +83,31 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		APIURL:     cfg.GitHubAPIURL,
 	}}
 
+	rel, err := newRelay(cfg, log)
+	if err != nil {
+		return nil, nil, cfg, fmt.Errorf("dispatch config: %w", err)
+	}
+
 	h := api.New(api.Config{
-		WebhookSecret:     cfg.WebhookSecret.Bytes(),
-		APISecret:         cfg.APIAuthSecret.Bytes(),
-		CallbackSecret:    cfg.CallbackSecret.Bytes(),
-		CallbackURL:       cfg.CallbackURL,
-		GitHubURL:         cfg.GitHubURL,
-		RegistryUser:      cfg.RegistryUser,
-		RegistryToken:     cfg.RegistryToken.Reveal(),
-		Supersede:         cfg.Supersede,
-		MaxWebhookBytes:   cfg.MaxWebhookBytes,
-		MaxAPIBytes:       cfg.MaxAPIBytes,
-		WebhookBudget:     cfg.WebhookBudget,
-		CallbackTimeout:   cfg.CancelCallbackTimeout,
-		BuildTimeout:      cfg.BuildTimeout,
-		LogStreamInterval: cfg.LogStreamInterval,
-		BuildNetwork:      cfg.BuildNetwork,
-	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
+		WebhookSecret:          cfg.WebhookSecret.Bytes(),
+		APISecret:              cfg.APIAuthSecret.Bytes(),
+		CallbackSecret:         cfg.CallbackSecret.Bytes(),
+		CallbackURL:            cfg.CallbackURL,
+		CallbackPlainHTTPHosts: cfg.CallbackPlainHTTPHosts,
+		GitHubURL:              cfg.GitHubURL,
+		RegistryUser:           cfg.RegistryUser,
+		RegistryToken:          cfg.RegistryToken.Reveal(),
+		Supersede:              cfg.Supersede,
+		DryRun:                 cfg.DryRun,
+		Executor:               cfg.Executor,
+		MaxWebhookBytes:        cfg.MaxWebhookBytes,
+		MaxAPIBytes:            cfg.MaxAPIBytes,
+		WebhookBudget:          cfg.WebhookBudget,
+		CallbackTimeout:        cfg.CancelCallbackTimeout,
+		BuildTimeout:           cfg.BuildTimeout,
+		LogStreamInterval:      cfg.LogStreamInterval,
+		BuildNetwork:           cfg.BuildNetwork,
+	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Relay: rel, Logger: log})
 	return h, log, cfg, nil
 }
 
@@ -245,15 +253,16 @@ func render(ctx context.Context, file string, env envconfig.Lookuper, stdin io.R
 		return err
 	}
 	p := buildreq.Params{
-		CloneToken:        buildreq.Placeholder,
-		CallbackToken:     buildreq.Placeholder,
-		CallbackBaseURL:   cfg.CallbackURL,
-		GitHubURL:         cfg.GitHubURL,
-		RegistryUser:      cfg.RegistryUser,
-		RegistryToken:     cfg.RegistryToken.Reveal(),
-		BuildTimeout:      cfg.BuildTimeout,
-		LogStreamInterval: cfg.LogStreamInterval,
-		BuildNetwork:      cfg.BuildNetwork,
+		CloneToken:             buildreq.Placeholder,
+		CallbackToken:          buildreq.Placeholder,
+		CallbackBaseURL:        cfg.CallbackURL,
+		CallbackPlainHTTPHosts: cfg.CallbackPlainHTTPHosts,
+		GitHubURL:              cfg.GitHubURL,
+		RegistryUser:           cfg.RegistryUser,
+		RegistryToken:          cfg.RegistryToken.Reveal(),
+		BuildTimeout:           cfg.BuildTimeout,
+		LogStreamInterval:      cfg.LogStreamInterval,
+		BuildNetwork:           cfg.BuildNetwork,
 	}
 	e, err := req.Env(p)
 	if err != nil {

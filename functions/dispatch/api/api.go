@@ -18,6 +18,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
+	"github.com/alternatefutures/af-builder/functions/dispatch/relay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 )
 
@@ -32,12 +33,18 @@ type Config struct {
 	APISecret      []byte
 	CallbackSecret []byte
 	// CallbackURL is service-cloud-api's base URL.
-	CallbackURL   string
-	GitHubURL     string
-	RegistryUser  string
-	RegistryToken string
+	CallbackURL string
+	// CallbackPlainHTTPHosts is CALLBACK_PLAIN_HTTP_HOSTS, as configured.
+	CallbackPlainHTTPHosts string
+	GitHubURL              string
+	RegistryUser           string
+	RegistryToken          string
 
-	Supersede       bool
+	Supersede bool
+	// DryRun and Executor are reported in each /v1/builds answer, as
+	// service-cloud-api's own spawner does.
+	DryRun          bool
+	Executor        string
 	MaxWebhookBytes int64
 	MaxAPIBytes     int64
 	// WebhookBudget bounds the work done for one webhook.
@@ -56,7 +63,10 @@ type Deps struct {
 	Executor      executor.Executor
 	GitHub        Minter
 	Subscriptions subscriptions.Source
-	Logger        *slog.Logger
+	// Relay forwards the deliveries dispatch does not build from; nil
+	// when RELAY_URL is unset.
+	Relay  *relay.Relay
+	Logger *slog.Logger
 	// Now is the clock for tokens and signatures; nil means time.Now.
 	Now func() time.Time
 }
@@ -67,6 +77,7 @@ type Server struct {
 	exec executor.Executor
 	gh   Minter
 	subs subscriptions.Source
+	rel  *relay.Relay
 	log  *slog.Logger
 	now  func() time.Time
 	mux  *http.ServeMux
@@ -80,7 +91,7 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.WebhookBudget <= 0 {
 		cfg.WebhookBudget = 8 * time.Second
 	}
-	s := &Server{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, log: d.Logger, now: d.Now}
+	s := &Server{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, rel: d.Relay, log: d.Logger, now: d.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -141,7 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, s.health())
 }
 
 // errorBody is every error answer's shape.

@@ -27,6 +27,12 @@ type BuildResponse struct {
 	Namespace  string `json:"namespace"`
 	// Log is a first line for the build log the platform shows.
 	Log string `json:"log"`
+	// SpawnerResult is the same answer under service-cloud-api's names.
+	SpawnerResult
+	// State and Replayed are set when the build was dispatched before and
+	// its Job is gone: nothing was created, State is its last known state.
+	State    string `json:"state,omitempty"`
+	Replayed bool   `json:"replayed,omitempty"`
 }
 
 // StatusResponse answers GET and DELETE /v1/builds/{id}.
@@ -43,13 +49,14 @@ const StateCanceled executor.State = "canceled"
 
 func (s *Server) params() buildreq.Params {
 	return buildreq.Params{
-		CallbackBaseURL:   s.cfg.CallbackURL,
-		GitHubURL:         s.cfg.GitHubURL,
-		RegistryUser:      s.cfg.RegistryUser,
-		RegistryToken:     s.cfg.RegistryToken,
-		BuildTimeout:      s.cfg.BuildTimeout,
-		LogStreamInterval: s.cfg.LogStreamInterval,
-		BuildNetwork:      s.cfg.BuildNetwork,
+		CallbackBaseURL:        s.cfg.CallbackURL,
+		CallbackPlainHTTPHosts: s.cfg.CallbackPlainHTTPHosts,
+		GitHubURL:              s.cfg.GitHubURL,
+		RegistryUser:           s.cfg.RegistryUser,
+		RegistryToken:          s.cfg.RegistryToken,
+		BuildTimeout:           s.cfg.BuildTimeout,
+		LogStreamInterval:      s.cfg.LogStreamInterval,
+		BuildNetwork:           s.cfg.BuildNetwork,
 	}
 }
 
@@ -228,12 +235,7 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, eb)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, BuildResponse{
-		BuildJobID: req.BuildJobID,
-		JobName:    h.Name,
-		Namespace:  h.Namespace,
-		Log:        queuedLine(req, h),
-	})
+	writeJSON(w, http.StatusAccepted, s.buildResponse(req, h, queuedLine(req, h)))
 }
 
 func queuedLine(req buildreq.Request, h executor.Handle) string {
@@ -288,7 +290,8 @@ func (s *Server) deleteBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	base := r.URL.Query().Get("callbackBaseUrl")
 	if base != "" {
-		if err := validate.CallbackURL(base); err != nil {
+		plain, _ := validate.ParsePlainHTTPHosts(s.cfg.CallbackPlainHTTPHosts) // checked at start-up
+		if err := validate.CallbackURLFor(base, plain); err != nil {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "callbackBaseUrl " + err.Error(), Fields: []string{"callbackBaseUrl"}})
 			return
 		}
