@@ -21,6 +21,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/local"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 )
 
@@ -40,6 +41,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 	log := logging.New(stderr, cfg.LogFormat, cfg.Level(), cfg.Secrets()...)
 
 	var exec executor.Executor
+	var memory replay.Memory // remembers dispatched builds past their Jobs; none for dry runs
 	switch {
 	case cfg.Executor == "local" && !cfg.DryRun:
 		var lcfg local.Config
@@ -54,13 +56,16 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		}
 		onShutdown = append(onShutdown, l.Close)
 		exec = l
+		memory = replay.NewInMemory()
 	default:
 		kcfg, err := kubernetes.LoadConfig(ctx, config.FileLookuper(env))
 		if err != nil {
 			return nil, nil, cfg, err
 		}
-		exec = &lazyExecutor{cfg: kcfg}
+		lazy := &lazyExecutor{cfg: kcfg}
+		exec, memory = lazy, &lazyLeases{l: lazy}
 		if cfg.DryRun {
+			memory = nil
 			exec = dryrun.New(renderer(kcfg), stdout)
 		}
 	}
@@ -107,7 +112,8 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		BuildTimeout:           cfg.BuildTimeout,
 		LogStreamInterval:      cfg.LogStreamInterval,
 		BuildNetwork:           cfg.BuildNetwork,
-	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Relay: rel, Logger: log})
+		ReplayRetention:        cfg.ReplayRetention,
+	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Relay: rel, Memory: memory, Logger: log})
 	return h, log, cfg, nil
 }
 

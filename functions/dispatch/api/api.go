@@ -19,6 +19,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/relay"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 	BuildTimeout      time.Duration
 	LogStreamInterval time.Duration
 	BuildNetwork      string
+
+	// ReplayRetention is how long dispatched builds are remembered
+	// (REPLAY_RETENTION); replay.Retention when zero.
+	ReplayRetention time.Duration
 }
 
 // Deps are the parts the handler drives.
@@ -65,7 +70,10 @@ type Deps struct {
 	Subscriptions subscriptions.Source
 	// Relay forwards the deliveries dispatch does not build from; nil
 	// when RELAY_URL is unset.
-	Relay  *relay.Relay
+	Relay *relay.Relay
+	// Memory remembers dispatched builds past their Jobs (package
+	// replay); nil remembers nothing beyond the executor.
+	Memory replay.Memory
 	Logger *slog.Logger
 	// Now is the clock for tokens and signatures; nil means time.Now.
 	Now func() time.Time
@@ -78,6 +86,7 @@ type Server struct {
 	gh   Minter
 	subs subscriptions.Source
 	rel  *relay.Relay
+	mem  replay.Memory
 	log  *slog.Logger
 	now  func() time.Time
 	mux  *http.ServeMux
@@ -91,7 +100,7 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.WebhookBudget <= 0 {
 		cfg.WebhookBudget = 8 * time.Second
 	}
-	s := &Server{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, rel: d.Relay, log: d.Logger, now: d.Now}
+	s := &Server{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, rel: d.Relay, mem: d.Memory, log: d.Logger, now: d.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -226,6 +235,8 @@ func failure(err error) (int, errorBody) {
 	switch {
 	case errors.As(err, &inv):
 		return http.StatusBadRequest, errorBody{Error: inv.Error(), Fields: inv.Fields(), Problems: inv.Problems}
+	case errors.Is(err, replay.ErrConflict):
+		return http.StatusConflict, errorBody{Error: err.Error(), Fields: []string{"buildJobId"}}
 	case errors.Is(err, githubapp.ErrNoAccess):
 		return http.StatusUnprocessableEntity, errorBody{
 			Error:  "the GitHub App installation cannot access this repository",

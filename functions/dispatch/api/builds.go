@@ -14,6 +14,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/shared/callback"
 	"github.com/alternatefutures/af-builder/shared/token"
 	"github.com/alternatefutures/af-builder/shared/validate"
@@ -94,6 +95,10 @@ func (s *Server) start(ctx context.Context, req buildreq.Request, trigger string
 	if err := req.Validate(p); err != nil {
 		return executor.Handle{}, err
 	}
+	fresh, err := s.recall(ctx, req, p) // replay memory (replay.go)
+	if err != nil {
+		return executor.Handle{}, err
+	}
 	tok, err := tokens.get(ctx, int64(req.InstallationID), req.RepoOwner, req.RepoName)
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("build %s: %w", req.BuildJobID, err)
@@ -108,6 +113,7 @@ func (s *Server) start(ctx context.Context, req buildreq.Request, trigger string
 	if err != nil {
 		return h, fmt.Errorf("submit build %s: %w", req.BuildJobID, err)
 	}
+	s.remember(ctx, req.BuildJobID, fresh, h)
 	s.logger(ctx).Info("build submitted", "build", req.BuildJobID, "job", h.Name, "namespace", h.Namespace,
 		"created", h.Created, "trigger", trigger, "repo", req.RepoOwner+"/"+req.RepoName, "ref", req.CommitSHA,
 		"service", req.ServiceID, "branch", req.Branch)
@@ -162,6 +168,7 @@ func (s *Server) cancel(ctx context.Context, id, reason, callbackBase string) (c
 	if err := s.exec.Cancel(ctx, id); err != nil {
 		return callbackErr, err
 	}
+	s.rememberState(ctx, id, replay.StateCanceled)
 	return callbackErr, nil
 }
 
@@ -228,6 +235,9 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := s.start(r.Context(), req, "api", newRepoTokens(s.gh))
 	if err != nil {
+		if s.replayed(w, req, err) {
+			return
+		}
 		code, eb := failure(err)
 		if code >= 500 {
 			s.logger(r.Context()).Error("build not started", "build", req.BuildJobID, "err", err)

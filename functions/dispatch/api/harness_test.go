@@ -68,6 +68,8 @@ type options struct {
 	callbackTimeout time.Duration
 	// logHandler replaces the test log handler (the secret scan captures).
 	logHandler slog.Handler
+	// now is dispatch's clock; time.Now when nil.
+	now func() time.Time
 }
 
 // harness is dispatch serving on a real HTTP server, with the fake GitHub
@@ -166,7 +168,9 @@ func start(t *testing.T, o options) *harness {
 		CallbackTimeout:   cbTimeout,
 		BuildTimeout:      30 * time.Minute,
 		LogStreamInterval: 5 * time.Second,
-	}, api.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: slog.New(lh)})
+	}, api.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: slog.New(lh),
+		// The replay memory, as serve wires it: Leases beside the Jobs.
+		Memory: kexec.Records(), Now: o.now})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec, kenv: env, srv: srv}

@@ -41,5 +41,6 @@ func (s *Server) Reap(ctx context.Context) (int, error) {
 		reported++
 		log.Warn("reported a lost build FAILED", "build", l.BuildJobID, "reason", l.Reason)
 	}
+	errs = append(errs, s.refreshMemory(ctx)) // replay.go
 	return reported, errors.Join(append([]error{reapErr}, errs...)...)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook"
 	"github.com/alternatefutures/af-builder/shared/callback"
@@ -181,6 +182,14 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 		case errors.Is(err, githubapp.ErrNoAccess):
 			out.Status, out.Reason = "invalid", "the GitHub App installation cannot access this repository"
 			then = s.closeReserved(ctx, reserved, id, callback.Failed, out.Reason)
+		case errors.As(err, new(*replay.KnownError)):
+			// A redelivery after the Job is gone: nothing is created again.
+			out.Status, out.Reason = "queued", err.Error()
+			log.Info("push build already dispatched", "build", id)
+			return out, nil
+		case errors.Is(err, replay.ErrConflict):
+			// Not closed on the callback: the id names another, real build.
+			out.Status, out.Reason = "invalid", err.Error()
 		default:
 			out.Status, out.Reason = "failed", "could not start the build"
 		}

@@ -129,6 +129,10 @@ type Config struct {
 	RelayPushes  bool          `env:"RELAY_PUSHES, default=false"`
 	RelayTimeout time.Duration `env:"RELAY_TIMEOUT, default=5s"`
 
+	// ReplayRetention is how long dispatched build ids are remembered past
+	// their Jobs (package replay): a repeat within it creates nothing.
+	ReplayRetention time.Duration `env:"REPLAY_RETENTION, default=5h"`
+
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=json"`
 }
@@ -223,6 +227,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReapInterval < 0 {
 		bad("REAP_INTERVAL", "must not be negative (0 disables the reaper)")
+	}
+	if c.ReplayRetention < 4*time.Hour {
+		bad("REPLAY_RETENTION", "must be at least 4h, the callback token's lifetime")
 	}
 	if c.WebhookBudget <= 0 || c.WebhookBudget > 10*time.Second {
 		bad("WEBHOOK_BUDGET", "must be positive and at most GitHub's 10s")
