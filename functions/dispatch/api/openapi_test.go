@@ -52,7 +52,7 @@ func describe(errs []*verrors.ValidationError) string {
 	for _, e := range errs {
 		b.WriteString("\n  " + e.Message + ": " + e.Reason)
 		for _, s := range e.SchemaValidationErrors {
-			b.WriteString("\n    " + s.Location + ": " + s.Reason)
+			b.WriteString("\n    " + s.FieldPath + " " + s.KeywordLocation + ": " + s.Reason)
 		}
 	}
 	return b.String()
