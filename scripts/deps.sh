@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: a Docker engine, a
-# registry, a static busybox for base images, and git. With --race also a C
+# registry, a static busybox for base images, git, and Node.js with npm (the
+# TypeScript client's test). With --race also a C
 # toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
@@ -11,6 +12,9 @@ have dockerd          || need+=(docker.io)
 have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have git              || need+=(git)
+# Node runs the TypeScript client's test (clients/typescript); npm fetches tsc.
+have node || have nodejs || need+=(nodejs)
+have npm              || need+=(npm)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 if [ "${1:-}" = --race ]; then
   have gcc                          || need+=(gcc)

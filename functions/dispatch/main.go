@@ -107,7 +107,13 @@ func lambdaHandler(h *api.Server, core *builds.Service, log *slog.Logger) func(c
 			log.Warn("event is neither an HTTP request nor a schedule", "err", err)
 			return nil, fmt.Errorf("decode event: %w", err)
 		}
-		return adapter.Invoke(ctx, ev)
+		resp, err := adapter.Invoke(ctx, ev)
+		// A sandbox is frozen once the invocation returns: deliveries the
+		// relay still has in flight must end first (each is bounded).
+		for _, f := range afterInvoke {
+			f()
+		}
+		return resp, err
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/local"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 )
 
@@ -55,6 +56,7 @@ func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.
 	files := config.FileLookuper(env)
 
 	var exec executor.Executor
+	var memory replay.Memory // remembers dispatched builds past their Jobs; none for dry runs
 	switch {
 	case cfg.Executor == "local" && !cfg.DryRun:
 		lcfg, err := local.LoadConfig(ctx, files)
@@ -69,6 +71,7 @@ func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.
 		}
 		onShutdown = append(onShutdown, l.Close)
 		exec = l
+		memory = replay.NewInMemory()
 	default:
 		kcfg, err := kubernetes.LoadConfig(ctx, files)
 		if err != nil {
@@ -78,8 +81,10 @@ func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.
 		if err != nil {
 			return nil, err
 		}
-		exec = &lazyExecutor{cfg: kcfg, client: ccfg}
+		lazy := &lazyExecutor{cfg: kcfg, client: ccfg}
+		exec, memory = lazy, &lazyLeases{l: lazy}
 		if cfg.DryRun {
+			memory = nil
 			exec = dryrun.New(renderer(kcfg), stdout)
 		}
 	}
@@ -105,28 +110,39 @@ func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.
 		APIURL:     cfg.GitHubAPIURL,
 	}}
 
-	core := builds.New(coreConfig(cfg), builds.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
+	rel, err := newRelay(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch config: %w", err)
+	}
+
+	core := builds.New(coreConfig(cfg), builds.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Memory: memory, Logger: log})
 	h := api.New(api.Config{
-		WebhookSecret:   cfg.WebhookSecret.Bytes(),
-		APISecret:       cfg.APIAuthSecret.Bytes(),
-		MaxWebhookBytes: cfg.MaxWebhookBytes,
-		MaxAPIBytes:     cfg.MaxAPIBytes,
-		WebhookBudget:   cfg.WebhookBudget,
-		MaxInFlight:     cfg.MaxInFlight,
+		WebhookSecret:          cfg.WebhookSecret.Bytes(),
+		APISecret:              cfg.APIAuthSecret.Bytes(),
+		MaxWebhookBytes:        cfg.MaxWebhookBytes,
+		MaxAPIBytes:            cfg.MaxAPIBytes,
+		WebhookBudget:          cfg.WebhookBudget,
+		MaxInFlight:            cfg.MaxInFlight,
+		DryRun:                 cfg.DryRun,
+		Executor:               cfg.Executor,
+		CallbackPlainHTTPHosts: cfg.CallbackPlainHTTPHosts,
+		Relay:                  rel,
 	}, core, log, nil)
 	return &dispatch{core: core, http: h, log: log, cfg: cfg}, nil
 }
 
 func coreConfig(cfg config.Config) builds.Config {
 	return builds.Config{
-		CallbackSecret:  cfg.CallbackSecret.Bytes(),
-		CallbackURL:     cfg.CallbackURL,
-		GitHubURL:       cfg.GitHubURL,
-		RegistryUser:    cfg.RegistryUser,
-		RegistryToken:   cfg.RegistryToken.Reveal(),
-		Runner:          cfg.RunnerDefaults,
-		Supersede:       cfg.Supersede,
-		CallbackTimeout: cfg.CancelCallbackTimeout,
+		CallbackSecret:         cfg.CallbackSecret.Bytes(),
+		CallbackURL:            cfg.CallbackURL,
+		CallbackPlainHTTPHosts: cfg.CallbackPlainHTTPHosts,
+		GitHubURL:              cfg.GitHubURL,
+		RegistryUser:           cfg.RegistryUser,
+		RegistryToken:          cfg.RegistryToken.Reveal(),
+		Runner:                 cfg.RunnerDefaults,
+		Supersede:              cfg.Supersede,
+		CallbackTimeout:        cfg.CancelCallbackTimeout,
+		ReplayRetention:        cfg.ReplayRetention,
 	}
 }
 

@@ -55,12 +55,14 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 		return Plan{}, failure.Wrap(failure.Infrastructure, "cannot clear .nixpacks", err)
 	}
 	// The overrides go to both commands, so the plan describes what will run.
+	// Nixpacks writes each into its Dockerfile as one line (RUN, CMD), so a
+	// multi-line script goes as ShellLine renders it.
 	var overrides []string
 	if src.BuildCommand != "" {
-		overrides = append(overrides, "--build-cmd", src.BuildCommand)
+		overrides = append(overrides, "--build-cmd", ShellLine(src.BuildCommand))
 	}
 	if src.StartCommand != "" {
-		overrides = append(overrides, "--start-cmd", src.StartCommand)
+		overrides = append(overrides, "--start-cmd", ShellLine(src.StartCommand))
 	}
 	var hints detect.Hints
 	planArgs := append([]string{"plan", src.Dir, "--format", "json", "--env", portEnv}, overrides...)

@@ -27,14 +27,18 @@ type Env struct {
 	BuildJobID    string `env:"BUILD_JOB_ID"`
 	CallbackURL   string `env:"CALLBACK_URL"`
 	CallbackToken string `env:"CALLBACK_TOKEN"`
-	RepoCloneURL  string `env:"REPO_CLONE_URL"`
-	RepoRef       string `env:"REPO_REF"`
-	ImageTag      string `env:"IMAGE_TAG"`
-	RegistryUser  string `env:"GHCR_USER"`
-	RegistryToken string `env:"GHCR_TOKEN"`
-	RootDirectory string `env:"ROOT_DIRECTORY, default=."`
-	BuildCommand  string `env:"BUILD_COMMAND"`
-	StartCommand  string `env:"START_COMMAND"`
+	// CallbackPlainHTTPHosts lists the hosts (or .suffixes) CALLBACK_URL may
+	// reach over plain http besides loopback, as dispatch's operator set it
+	// (validate.PlainHTTPHosts).
+	CallbackPlainHTTPHosts string `env:"CALLBACK_PLAIN_HTTP_HOSTS"`
+	RepoCloneURL           string `env:"REPO_CLONE_URL"`
+	RepoRef                string `env:"REPO_REF"`
+	ImageTag               string `env:"IMAGE_TAG"`
+	RegistryUser           string `env:"GHCR_USER"`
+	RegistryToken          string `env:"GHCR_TOKEN"`
+	RootDirectory          string `env:"ROOT_DIRECTORY, default=."`
+	BuildCommand           string `env:"BUILD_COMMAND"`
+	StartCommand           string `env:"START_COMMAND"`
 	// The _B64 forms are what service-cloud-api sends today; they win over the
 	// plain ones when both are set.
 	BuildCommandB64 string `env:"BUILD_COMMAND_B64"`
@@ -45,7 +49,10 @@ type Env struct {
 	DockerHost      string `env:"DOCKER_HOST"`
 	// BuildNetwork is the engine's network mode for RUN steps; empty means the
 	// daemon's default.
-	BuildNetwork      string        `env:"BUILD_NETWORK"`
+	BuildNetwork string `env:"BUILD_NETWORK"`
+	// LogStreamInterval and BuildTimeout also accept a bare number of
+	// seconds ("5"), as the shell runner read them; BuildTimeout may come
+	// as service-cloud-api's AF_BUILD_TIMEOUT_SECONDS (see seconds.go).
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 	// Builder chooses the planner: auto, dockerfile, template or nixpacks.
@@ -98,6 +105,7 @@ func Load(ctx context.Context, lookup envconfig.Lookuper) (Env, error) {
 	// (so it takes its default) and go on, so that every problem is reported
 	// at once. Values are never echoed: the decoder's message quotes them.
 	var unread Errors
+	lookup, unread = withSeconds(lookup)
 	skip := map[string]bool{}
 	for {
 		var e Env
@@ -145,7 +153,7 @@ func undecodable(err error) (string, string) {
 			continue
 		}
 		if f.Type == reflect.TypeFor[time.Duration]() {
-			return strings.TrimSpace(key), "is not a duration like 5s or 30m"
+			return strings.TrimSpace(key), "is not a duration like 5s or 30m, nor a number of seconds"
 		}
 		return strings.TrimSpace(key), "could not be read"
 	}
@@ -169,7 +177,9 @@ func (e *Env) Normalize() error {
 		check(v, fn(val))
 	}
 	required("BUILD_JOB_ID", e.BuildJobID, validate.BuildJobID)
-	required("CALLBACK_URL", e.CallbackURL, validate.CallbackURL)
+	plain, err := validate.ParsePlainHTTPHosts(e.CallbackPlainHTTPHosts)
+	check("CALLBACK_PLAIN_HTTP_HOSTS", err)
+	required("CALLBACK_URL", e.CallbackURL, func(s string) error { return validate.CallbackURLFor(s, plain) })
 	required("CALLBACK_TOKEN", e.CallbackToken, func(s string) error {
 		if len(s) > 1024 || strings.ContainsAny(s, " \r\n\t") {
 			return errors.New("is not a token")
@@ -242,8 +252,9 @@ func (e *Env) command(v, plain, b64 string, check func(string, error)) string {
 // CallbackUsable reports whether enough of the contract is valid to report a
 // failure to the platform.
 func (e Env) CallbackUsable() bool {
-	return validate.BuildJobID(e.BuildJobID) == nil &&
-		validate.CallbackURL(e.CallbackURL) == nil &&
+	plain, err := validate.ParsePlainHTTPHosts(e.CallbackPlainHTTPHosts)
+	return err == nil && validate.BuildJobID(e.BuildJobID) == nil &&
+		validate.CallbackURLFor(e.CallbackURL, plain) == nil &&
 		e.CallbackToken != ""
 }
 
@@ -279,6 +290,7 @@ func (e Env) Vars() []Var {
 		{Name: "BUILD_JOB_ID", Value: e.BuildJobID},
 		{Name: "CALLBACK_URL", Value: e.CallbackURL},
 		{Name: "CALLBACK_TOKEN", Value: e.CallbackToken, Secret: true},
+		{Name: "CALLBACK_PLAIN_HTTP_HOSTS", Value: e.CallbackPlainHTTPHosts},
 		{Name: "REPO_CLONE_URL", Value: e.RepoCloneURL, Secret: true},
 		{Name: "REPO_REF", Value: e.RepoRef},
 		{Name: "IMAGE_TAG", Value: e.ImageTag},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -294,7 +295,11 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 		{"GHCR_TOKEN", "", "GHCR_USER"}, // user without token: reported once, on the pair
 		{"ROOT_DIRECTORY", "../outside", "ROOT_DIRECTORY"},
 		{"BUILD_COMMAND_B64", "!!not base64!!", "BUILD_COMMAND_B64"},
-		{"START_COMMAND_B64", base64.StdEncoding.EncodeToString([]byte("a\nb")), "START_COMMAND_B64"},
+		{"START_COMMAND_B64", base64.StdEncoding.EncodeToString([]byte("a\x00b")), "START_COMMAND_B64"},
+		{"BUILD_COMMAND_B64", base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 4097))), "BUILD_COMMAND_B64"},
+		{"BUILD_JOB_ID", "cm9x2k7f.0001", "BUILD_JOB_ID"},
+		{"CALLBACK_URL", "http://service-cloud-api:4000", "CALLBACK_URL"}, // no plain-http list given
+		{"CALLBACK_PLAIN_HTTP_HOSTS", "*.svc", "CALLBACK_PLAIN_HTTP_HOSTS"},
 		{"REPO_SOURCE_URL", "https://u:p@github.com/octo/hello", "REPO_SOURCE_URL"},
 		{"REPO_OWNER", "-octo", "REPO_OWNER"},
 		{"REPO_NAME", "a/b", "REPO_NAME"},
@@ -321,9 +326,9 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 			}
 		})
 	}
-	t.Run("plain command with an inner newline", func(t *testing.T) {
+	t.Run("plain command with a NUL", func(t *testing.T) {
 		vars := requiredVars()
-		vars["BUILD_COMMAND"] = "npm ci\nnpm run build"
+		vars["BUILD_COMMAND"] = "npm ci\x00npm run build"
 		_, err := load(t, vars)
 		if got := fieldsOf(t, err); !slices.Equal(got, []string{"BUILD_COMMAND"}) {
 			t.Errorf("Fields() = %v, want [BUILD_COMMAND]", got)
@@ -331,9 +336,83 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 	})
 }
 
+// What service-cloud-api sends a runner today must load unchanged.
+func TestLoadAcceptsWhatServiceCloudAPISends(t *testing.T) {
+	script := "npm ci\r\nnpm run build\r\necho done"
+	vars := requiredVars()
+	vars["CALLBACK_URL"] = "http://service-cloud-api:4000/internal/build-callback"
+	vars["CALLBACK_PLAIN_HTTP_HOSTS"] = "service-cloud-api,.svc.cluster.local"
+	vars["BUILD_COMMAND_B64"] = base64.StdEncoding.EncodeToString([]byte(script))
+	vars["START_COMMAND_B64"] = "" // empty when unset
+	vars["LOG_STREAM_INTERVAL"] = "5"
+	vars[contract.TimeoutSecondsVar] = "1800"
+	env, err := load(t, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.BuildCommand != "npm ci\nnpm run build\necho done" {
+		t.Errorf("BuildCommand = %q, want the script with \\n line breaks", env.BuildCommand)
+	}
+	if env.StartCommand != "" {
+		t.Errorf("StartCommand = %q, want empty", env.StartCommand)
+	}
+	if env.LogStreamInterval != 5*time.Second || env.BuildTimeout != 30*time.Minute {
+		t.Errorf("intervals = %v, %v; want 5s, 30m", env.LogStreamInterval, env.BuildTimeout)
+	}
+	if !env.CallbackUsable() {
+		t.Error("the in-cluster callback is not usable")
+	}
+	// The list travels on in the contract dispatch renders.
+	var found bool
+	for _, v := range env.Vars() {
+		found = found || v.Name == "CALLBACK_PLAIN_HTTP_HOSTS" && v.Value == vars["CALLBACK_PLAIN_HTTP_HOSTS"]
+	}
+	if !found {
+		t.Errorf("Vars() lost CALLBACK_PLAIN_HTTP_HOSTS: %v", env.Vars())
+	}
+}
+
+func TestLoadBareSeconds(t *testing.T) {
+	for _, c := range []struct {
+		vars     map[string]string
+		interval time.Duration
+		timeout  time.Duration
+	}{
+		{map[string]string{"LOG_STREAM_INTERVAL": "2", "BUILD_TIMEOUT": "600"}, 2 * time.Second, 10 * time.Minute},
+		{map[string]string{"LOG_STREAM_INTERVAL": "0.5", "BUILD_TIMEOUT": "45m"}, 500 * time.Millisecond, 45 * time.Minute},
+		{map[string]string{contract.TimeoutSecondsVar: "900"}, 5 * time.Second, 15 * time.Minute},
+		{map[string]string{contract.TimeoutSecondsVar: "900", "BUILD_TIMEOUT": "15m"}, 5 * time.Second, 15 * time.Minute},
+	} {
+		vars := requiredVars()
+		maps.Copy(vars, c.vars)
+		env, err := load(t, vars)
+		if err != nil || env.LogStreamInterval != c.interval || env.BuildTimeout != c.timeout {
+			t.Errorf("Load(%v) = %v, %v, %v; want %v, %v", c.vars, env.LogStreamInterval, env.BuildTimeout, err, c.interval, c.timeout)
+		}
+	}
+	for _, bad := range []struct {
+		vars  map[string]string
+		field string
+	}{
+		{map[string]string{contract.TimeoutSecondsVar: "1800", "BUILD_TIMEOUT": "20m"}, "BUILD_TIMEOUT"}, // which one?
+		{map[string]string{contract.TimeoutSecondsVar: "5"}, "BUILD_TIMEOUT"},                            // below 10s
+		{map[string]string{contract.TimeoutSecondsVar: "86400"}, "BUILD_TIMEOUT"},                        // beyond the token's life
+		{map[string]string{"LOG_STREAM_INTERVAL": "-5"}, "LOG_STREAM_INTERVAL"},
+	} {
+		vars := requiredVars()
+		maps.Copy(vars, bad.vars)
+		_, err := load(t, vars)
+		if err == nil {
+			t.Errorf("Load(%v) accepted", bad.vars)
+		} else if got := fieldsOf(t, err); !slices.Equal(got, []string{bad.field}) {
+			t.Errorf("Load(%v) named %v, want [%s] (%v)", bad.vars, got, bad.field, err)
+		}
+	}
+}
+
 func TestLoadBadDurationNamesTheVariable(t *testing.T) {
 	for _, name := range []string{"LOG_STREAM_INTERVAL", "BUILD_TIMEOUT"} {
-		for _, value := range []string{"soon", "30", "5 s", "-"} {
+		for _, value := range []string{"soon", "30x", "5 s", "-"} {
 			t.Run(name+"="+value, func(t *testing.T) {
 				vars := completeVars()
 				vars[name] = value

@@ -16,22 +16,28 @@ import (
 	"github.com/distribution/reference"
 )
 
-// MaxCommandBytes bounds a build or start command: longer ones are almost
-// certainly a pasted script, which belongs in the repository.
-const MaxCommandBytes = 4096
+// MaxCommandChars bounds a build or start command, in characters, as
+// service-cloud-api counts them: a command it stores must be one the runner
+// runs.
+const MaxCommandChars = 4096
 
 var (
-	buildIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	buildIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 	shaRe     = regexp.MustCompile(`^[0-9a-f]{40}$`)
 	ownerRe   = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
 	repoRe    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 )
 
 // BuildJobID allows what fits in a URL path, a label value and a log line
-// without escaping.
+// without escaping. No '.': service-cloud-api's callback token verifier
+// splits the token's payload ("<id>.<unixSeconds>") at the first '.', so a
+// build with a dot in its id could never report.
 func BuildJobID(s string) error {
+	if strings.Contains(s, ".") {
+		return fmt.Errorf("must not contain '.': service-cloud-api reads the callback token's payload up to the first '.' as the build id, so a build with a dot in its id could never report its status")
+	}
 	if !buildIDRe.MatchString(s) {
-		return fmt.Errorf("must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+		return fmt.Errorf("must be 1-128 characters of letters, digits, '_' or '-', starting with a letter or digit")
 	}
 	return nil
 }
@@ -47,8 +53,15 @@ func IsLoopbackHost(host string) bool {
 }
 
 // CallbackURL must be https so the token is never sent in the clear; http is
-// allowed for loopback only (local runs and tests).
-func CallbackURL(s string) error {
+// allowed for loopback only (local runs and tests). CallbackURLFor also
+// allows the hosts an operator listed.
+func CallbackURL(s string) error { return CallbackURLFor(s, nil) }
+
+// CallbackURLFor is CallbackURL with plain http also allowed for the hosts
+// in plain: service-cloud-api is usually reached inside the cluster as
+// http://service-cloud-api:4000, where the network, not TLS, protects the
+// token.
+func CallbackURLFor(s string, plain PlainHTTPHosts) error {
 	u, err := parseAbsURL(s)
 	if err != nil {
 		return err
@@ -56,7 +69,7 @@ func CallbackURL(s string) error {
 	if u.User != nil {
 		return fmt.Errorf("must not carry credentials")
 	}
-	return checkScheme(u)
+	return checkSchemeFor(u, plain)
 }
 
 // CloneURL must be https (http for loopback) and carry the installation token
@@ -109,15 +122,20 @@ func parseAbsURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func checkScheme(u *url.URL) error {
-	switch u.Scheme {
+func checkScheme(u *url.URL) error { return checkSchemeFor(u, nil) }
+
+func checkSchemeFor(u *url.URL, plain PlainHTTPHosts) error {
+	switch strings.ToLower(u.Scheme) {
 	case "https":
 		return nil
 	case "http":
-		if IsLoopbackHost(u.Hostname()) {
+		if IsLoopbackHost(u.Hostname()) || plain.Allows(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("must use https (http is allowed only for loopback hosts)")
+		if len(plain) > 0 {
+			return fmt.Errorf("must use https (http is allowed only for loopback and the hosts in %s)", PlainHTTPHostsVar)
+		}
+		return fmt.Errorf("must use https (http is allowed only for loopback hosts, and for hosts an operator lists in %s)", PlainHTTPHostsVar)
 	default:
 		return fmt.Errorf("must use https, not %q", u.Scheme)
 	}
@@ -232,27 +250,27 @@ func RootDirectory(s string) (string, error) {
 	return clean, nil
 }
 
-// Command normalises a build or start override: one line of shell, bounded in
-// size. A trailing newline (common when a value was pasted or base64-encoded
-// from a file) is dropped; an inner one is refused rather than silently joined,
-// because `a\nb` and `a && b` fail differently.
+// Command normalises a build or start override. It accepts what
+// service-cloud-api stores: at most MaxCommandChars characters, any line
+// breaks, anything but NUL (which no environment variable, argument or
+// Dockerfile line can carry). Line breaks are normalised to "\n", so a
+// command pasted from Windows runs the same; surrounding blank space is
+// dropped. A multi-line command is one shell script: the planners run it
+// as such (runner/plan.ShellLine).
 func Command(s string) (string, error) {
-	s = strings.TrimRight(s, "\r\n")
-	if len(s) > MaxCommandBytes {
-		return "", fmt.Errorf("is %d bytes; at most %d are allowed", len(s), MaxCommandBytes)
-	}
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("must be valid UTF-8")
 	}
-	if strings.ContainsAny(s, "\r\n") {
-		return "", fmt.Errorf("must be a single line; join steps with '&&'")
+	if strings.ContainsRune(s, 0) {
+		return "", fmt.Errorf("must not contain a NUL character")
 	}
-	for _, r := range s {
-		if r < 0x20 && r != '\t' || r == 0x7f {
-			return "", fmt.Errorf("must not contain control character %q", r)
-		}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	s = strings.TrimSpace(s)
+	if n := utf8.RuneCountInString(s); n > MaxCommandChars {
+		return "", fmt.Errorf("is %d characters; at most %d are allowed", n, MaxCommandChars)
 	}
-	return strings.TrimSpace(s), nil
+	return s, nil
 }
 
 // RepoOwner and RepoName follow GitHub's naming rules.

@@ -35,7 +35,7 @@ func TestBuildJobID(t *testing.T) {
 			"0",
 			"job-123",
 			"clz9x8y7w0000abcd",
-			"A.b_c-D",
+			"A_b-c-D",
 			"a" + strings.Repeat("b", 127), // 128: the longest allowed
 		},
 		[]string{
@@ -51,7 +51,14 @@ func TestBuildJobID(t *testing.T) {
 			"job%2F1",
 			"jöb",
 			"../etc",
+			"A.b_c-D", // service-cloud-api's token verifier splits at the first '.'
+			"job.1",
+			"job.",
 		})
+	err := validate.BuildJobID("cm9.x2k")
+	if err == nil || !strings.Contains(err.Error(), "'.'") || !strings.Contains(err.Error(), "token") {
+		t.Errorf("a dotted id must be refused saying why (the token's '.'), got %v", err)
+	}
 }
 
 func TestIsLoopbackHost(t *testing.T) {
@@ -101,6 +108,51 @@ func TestCallbackURL(t *testing.T) {
 			"https:///cb",
 			"https://api.example/cb\n",
 		})
+}
+
+func TestPlainHTTPHosts(t *testing.T) {
+	hosts, err := validate.ParsePlainHTTPHosts("service-cloud-api, .svc,.svc.cluster.local API.Internal. 10.0.0.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hosts.String(); got != "service-cloud-api,.svc,.svc.cluster.local,api.internal,10.0.0.7" {
+		t.Errorf("parsed as %q", got)
+	}
+	check := func(u string) error { return validate.CallbackURLFor(u, hosts) }
+	checkAll(t, check,
+		[]string{
+			"http://service-cloud-api:4000/internal/build-callback", // service-cloud-api's documented in-cluster URL
+			"http://SERVICE-CLOUD-API:4000",
+			"http://service-cloud-api.platform.svc:4000",
+			"http://service-cloud-api.platform.svc.cluster.local:4000",
+			"http://api.internal/cb",
+			"http://api.internal./cb",
+			"http://10.0.0.7:4000/cb",
+			"http://127.0.0.1:8080/cb", // loopback stays allowed
+			"https://anything.example/cb",
+		},
+		[]string{
+			"http://service-cloud-api.evil.com/cb", // an exact name is not a prefix
+			"http://evil-service-cloud-api/cb",
+			"http://svc/cb", // a suffix needs a name before it
+			"http://x.svc.evil.com/cb",
+			"http://other-service:4000/cb", // single-label names only when listed
+			"http://10.0.0.8/cb",
+			"http://user:pw@service-cloud-api:4000/cb", // never credentials
+			"ftp://service-cloud-api/cb",
+		})
+	if err := validate.CallbackURL("http://service-cloud-api:4000"); err == nil ||
+		!strings.Contains(err.Error(), validate.PlainHTTPHostsVar) {
+		t.Errorf("without a list, plain http to a cluster name must be refused naming %s; got %v", validate.PlainHTTPHostsVar, err)
+	}
+	for _, bad := range []string{"*.svc", "http://x", "x:4000", ".", "a/b", "-x"} {
+		if _, err := validate.ParsePlainHTTPHosts(bad); err == nil {
+			t.Errorf("ParsePlainHTTPHosts(%q) accepted, want refused", bad)
+		}
+	}
+	if h, err := validate.ParsePlainHTTPHosts(""); err != nil || len(h) != 0 {
+		t.Errorf("an empty list = %v, %v; want empty", h, err)
+	}
 }
 
 const token = "ghs_Zq9SeCrEtToKeN4711"
@@ -463,6 +515,7 @@ func TestRootDirectory(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
+	emoji := strings.Repeat("🚀", validate.MaxCommandChars) // 4096 characters, 16384 bytes
 	ok := map[string]string{
 		"":                             "",
 		"npm run build":                "npm run build",
@@ -474,8 +527,17 @@ func TestCommand(t *testing.T) {
 		"npm ci && npm run build":      "npm ci && npm run build",
 		`sh -c 'echo "$PORT" | tee x'`: `sh -c 'echo "$PORT" | tee x'`,
 		"echo héllo 🚀":                 "echo héllo 🚀",
-		strings.Repeat("x", validate.MaxCommandBytes):        strings.Repeat("x", validate.MaxCommandBytes),
-		strings.Repeat("x", validate.MaxCommandBytes) + "\n": strings.Repeat("x", validate.MaxCommandBytes),
+		// What service-cloud-api stores: line breaks of any kind, as one
+		// script with "\n" between its lines.
+		"npm ci\nnpm run build":                              "npm ci\nnpm run build",
+		"npm ci\r\nnpm run build\r\n":                        "npm ci\nnpm run build",
+		"npm ci\rnpm run build":                              "npm ci\nnpm run build",
+		"npm ci\n\nnpm run build\n":                          "npm ci\n\nnpm run build",
+		"echo \x1b[31mred":                                   "echo \x1b[31mred",
+		"echo \x7f":                                          "echo \x7f",
+		strings.Repeat("x", validate.MaxCommandChars):        strings.Repeat("x", validate.MaxCommandChars),
+		strings.Repeat("x", validate.MaxCommandChars) + "\n": strings.Repeat("x", validate.MaxCommandChars),
+		emoji: emoji,
 	}
 	for in, want := range ok {
 		got, err := validate.Command(in)
@@ -485,13 +547,10 @@ func TestCommand(t *testing.T) {
 	}
 
 	refused := map[string]string{
-		"npm ci\nnpm run build":                         "&&",
-		"npm ci\rnpm run build":                         "&&",
-		"npm ci\n\nnpm run build\n":                     "&&",
-		strings.Repeat("x", validate.MaxCommandBytes+1): "4096",
-		"echo \x00":        "control",
-		"echo \x1b[31mred": "control",
-		"echo \x7f":        "control",
+		strings.Repeat("x", validate.MaxCommandChars+1): "4096",
+		emoji + "🚀":        "4096",
+		"echo \x00":        "NUL",
+		"npm ci\n\x00rm x": "NUL",
 		"echo \xff":        "UTF-8",
 	}
 	for in, want := range refused {

@@ -17,6 +17,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
 	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
 	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
+	"github.com/alternatefutures/af-builder/functions/dispatch/relay"
 )
 
 // Config is the part of dispatch's configuration the HTTP layer uses.
@@ -33,6 +34,16 @@ type Config struct {
 	// (GitHub's redelivery, the platform's) comes back when there is room
 	// rather than after a timeout. 0 means no limit.
 	MaxInFlight int
+	// DryRun and Executor are reported in each /v1/builds answer, as
+	// service-cloud-api's own spawner does.
+	DryRun   bool
+	Executor string
+	// CallbackPlainHTTPHosts is CALLBACK_PLAIN_HTTP_HOSTS: it judges a
+	// DELETE's callbackBaseUrl as the core judges a request's.
+	CallbackPlainHTTPHosts string
+	// Relay forwards the deliveries dispatch does not build from; nil when
+	// RELAY_URL is unset.
+	Relay *relay.Relay
 }
 
 // Server is the handler.
@@ -139,7 +150,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, s.health())
 }
 
 // errorBody is every error answer's shape.
@@ -212,6 +223,8 @@ func answer(err error) (int, errorBody) {
 		return http.StatusUnprocessableEntity, body
 	case builds.TimedOut:
 		return http.StatusGatewayTimeout, body
+	case builds.Conflict:
+		return http.StatusConflict, body
 	default:
 		// Details go to the log only: they can name internal hosts.
 		return http.StatusBadGateway, body

@@ -21,6 +21,12 @@ type BuildResponse struct {
 	Namespace  string `json:"namespace"`
 	// Log is a first line for the build log the platform shows.
 	Log string `json:"log"`
+	// SpawnerResult is the same answer under service-cloud-api's names.
+	SpawnerResult
+	// State and Replayed are set when the build was dispatched before and
+	// its Job is gone: nothing was created, State is its last known state.
+	State    string `json:"state,omitempty"`
+	Replayed bool   `json:"replayed,omitempty"`
 }
 
 // StatusResponse answers GET and DELETE /v1/builds/{id}.
@@ -70,6 +76,17 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := s.core.Start(r.Context(), req, "api")
 	if err != nil {
+		if p := builds.Explain(err); p.Kind == builds.Known {
+			// A repeat of a build whose Job is gone: 202 as for any repeat,
+			// nothing created, with the build's last known state.
+			rec := p.Known
+			line := fmt.Sprintf("[dispatch] build %s was already dispatched as Job %s/%s (last known state: %s); nothing was created",
+				rec.BuildJobID, rec.Namespace, rec.JobName, rec.State)
+			resp := s.buildResponse(req, executor.Handle{Name: rec.JobName, Namespace: rec.Namespace}, line)
+			resp.State, resp.Replayed = rec.State, true
+			writeJSON(w, http.StatusAccepted, resp)
+			return
+		}
 		code, eb := answer(err)
 		if code >= 500 {
 			s.logger(r.Context()).Error("build not started", "build", req.BuildJobID, "err", err)
@@ -77,12 +94,7 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, eb)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, BuildResponse{
-		BuildJobID: req.BuildJobID,
-		JobName:    h.Name,
-		Namespace:  h.Namespace,
-		Log:        queuedLine(req, h),
-	})
+	writeJSON(w, http.StatusAccepted, s.buildResponse(req, h, queuedLine(req, h)))
 }
 
 func queuedLine(req buildreq.Request, h executor.Handle) string {
@@ -137,7 +149,8 @@ func (s *Server) deleteBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	base := r.URL.Query().Get("callbackBaseUrl")
 	if base != "" {
-		if err := validate.CallbackURL(base); err != nil {
+		plain, _ := validate.ParsePlainHTTPHosts(s.cfg.CallbackPlainHTTPHosts) // checked at start-up
+		if err := validate.CallbackURLFor(base, plain); err != nil {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "callbackBaseUrl " + err.Error(), Fields: []string{"callbackBaseUrl"}})
 			return
 		}

@@ -70,6 +70,8 @@ type options struct {
 	maxInFlight int
 	// logHandler replaces the test log handler (the secret scan captures).
 	logHandler slog.Handler
+	// now is dispatch's clock; time.Now when nil.
+	now func() time.Time
 }
 
 // harness is dispatch serving on a real HTTP server, with the fake GitHub
@@ -138,7 +140,9 @@ func start(t *testing.T, o options) *harness {
 		Runner:          contract.RunnerDefaults{BuildTimeout: 30 * time.Minute, LogStreamInterval: 5 * time.Second},
 		Supersede:       !o.noSupersede,
 		CallbackTimeout: cbTimeout,
-	}, builds.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: log})
+	}, builds.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: log,
+		// The replay memory, as serve wires it: Leases beside the Jobs.
+		Memory: kexec.Records(), Now: o.now})
 	srv := api.New(api.Config{
 		WebhookSecret:   webhookSecret,
 		APISecret:       apiSecret,
@@ -146,7 +150,7 @@ func start(t *testing.T, o options) *harness {
 		MaxAPIBytes:     64 << 10,
 		WebhookBudget:   budget,
 		MaxInFlight:     o.maxInFlight,
-	}, core, log, nil)
+	}, core, log, o.now)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec, kenv: env, srv: srv, core: core}

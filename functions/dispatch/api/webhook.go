@@ -38,6 +38,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("event", d.Event)
+	s.relayDelivery(r, d) // in the background: see relay.go
 	switch d.Event {
 	case "ping":
 		writeJSON(w, http.StatusOK, WebhookResponse{Status: "pong"})

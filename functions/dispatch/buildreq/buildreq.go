@@ -126,9 +126,12 @@ type Params struct {
 	CallbackToken string
 	// CallbackBaseURL is dispatch's CALLBACK_URL (the request may override).
 	CallbackBaseURL string
-	GitHubURL       string
-	RegistryUser    string
-	RegistryToken   string
+	// CallbackPlainHTTPHosts is dispatch's CALLBACK_PLAIN_HTTP_HOSTS: it
+	// judges callbackBaseUrl and goes on in the runner's contract.
+	CallbackPlainHTTPHosts string
+	GitHubURL              string
+	RegistryUser           string
+	RegistryToken          string
 	// Runner holds the contract values every build gets.
 	Runner contract.RunnerDefaults
 }
@@ -207,31 +210,33 @@ func (r Request) Env(p Params) (contract.Env, error) {
 	}
 	base := p.CallbackBaseURL
 	if r.CallbackBaseURL != "" {
-		if err := validate.CallbackURL(r.CallbackBaseURL); err != nil {
+		plain, _ := validate.ParsePlainHTTPHosts(p.CallbackPlainHTTPHosts) // a bad list is reported by the contract below
+		if err := validate.CallbackURLFor(r.CallbackBaseURL, plain); err != nil {
 			add("callbackBaseUrl", err.Error())
 		}
 		base = r.CallbackBaseURL
 	}
 
 	env := contract.Env{
-		BuildJobID:        r.BuildJobID,
-		CallbackURL:       CallbackEndpoint(base),
-		CallbackToken:     p.CallbackToken,
-		RepoRef:           r.CommitSHA,
-		ImageTag:          r.ImageTag,
-		RegistryUser:      p.RegistryUser,
-		RegistryToken:     p.RegistryToken,
-		RootDirectory:     r.RootDirectory,
-		BuildCommand:      r.BuildCommand,
-		StartCommand:      r.StartCommand,
-		BuildCommandB64:   r.BuildCommandB64,
-		StartCommandB64:   r.StartCommandB64,
-		RepoOwner:         r.RepoOwner,
-		RepoName:          r.RepoName,
-		BuildNetwork:      p.Runner.BuildNetwork,
-		LogStreamInterval: p.Runner.LogStreamInterval,
-		BuildTimeout:      p.Runner.BuildTimeout,
-		Builder:           r.Builder,
+		BuildJobID:             r.BuildJobID,
+		CallbackURL:            CallbackEndpoint(base),
+		CallbackToken:          p.CallbackToken,
+		CallbackPlainHTTPHosts: p.CallbackPlainHTTPHosts,
+		RepoRef:                r.CommitSHA,
+		ImageTag:               r.ImageTag,
+		RegistryUser:           p.RegistryUser,
+		RegistryToken:          p.RegistryToken,
+		RootDirectory:          r.RootDirectory,
+		BuildCommand:           r.BuildCommand,
+		StartCommand:           r.StartCommand,
+		BuildCommandB64:        r.BuildCommandB64,
+		StartCommandB64:        r.StartCommandB64,
+		RepoOwner:              r.RepoOwner,
+		RepoName:               r.RepoName,
+		BuildNetwork:           p.Runner.BuildNetwork,
+		LogStreamInterval:      p.Runner.LogStreamInterval,
+		BuildTimeout:           p.Runner.BuildTimeout,
+		Builder:                r.Builder,
 	}
 	p.Runner.PlannerDefaults.Apply(&env)
 	var configErrs []error

@@ -19,6 +19,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
+	"github.com/alternatefutures/af-builder/functions/dispatch/replay"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/shared/callback"
 	"github.com/alternatefutures/af-builder/shared/contract"
@@ -34,10 +35,13 @@ type Minter interface {
 type Config struct {
 	CallbackSecret []byte
 	// CallbackURL is service-cloud-api's base URL.
-	CallbackURL   string
-	GitHubURL     string
-	RegistryUser  string
-	RegistryToken string
+	CallbackURL string
+	// CallbackPlainHTTPHosts is CALLBACK_PLAIN_HTTP_HOSTS, as configured:
+	// it judges callbackBaseUrl and goes on in the runner's contract.
+	CallbackPlainHTTPHosts string
+	GitHubURL              string
+	RegistryUser           string
+	RegistryToken          string
 	// Runner is what every build's contract gets unless the request says
 	// otherwise.
 	Runner contract.RunnerDefaults
@@ -47,6 +51,9 @@ type Config struct {
 	// CallbackTimeout bounds one report dispatch sends itself, retries
 	// included: it is sent while a caller (GitHub, the API, Lambda) waits.
 	CallbackTimeout time.Duration
+	// ReplayRetention is how long dispatched builds are remembered
+	// (REPLAY_RETENTION); replay.Retention when zero.
+	ReplayRetention time.Duration
 }
 
 // Deps are the parts the core drives.
@@ -54,7 +61,11 @@ type Deps struct {
 	Executor      executor.Executor
 	GitHub        Minter
 	Subscriptions subscriptions.Source
-	Logger        *slog.Logger
+	// Memory remembers dispatched builds past their Jobs (package replay),
+	// so a repeat after the Job is gone creates nothing; nil remembers
+	// nothing beyond the executor.
+	Memory replay.Memory
+	Logger *slog.Logger
 	// Now is the clock for tokens; nil means time.Now.
 	Now func() time.Time
 }
@@ -65,6 +76,7 @@ type Service struct {
 	exec executor.Executor
 	gh   Minter
 	subs subscriptions.Source
+	mem  replay.Memory
 	log  *slog.Logger
 	now  func() time.Time
 	// superseding keeps supersedes of one service and branch from
@@ -77,7 +89,7 @@ func New(cfg Config, d Deps) *Service {
 	if cfg.CallbackTimeout <= 0 {
 		cfg.CallbackTimeout = 4 * time.Second
 	}
-	s := &Service{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, log: d.Logger, now: d.Now}
+	s := &Service{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, mem: d.Memory, log: d.Logger, now: d.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -92,11 +104,12 @@ func (s *Service) logger(ctx context.Context) *slog.Logger { return logging.From
 // Params are the values dispatch adds to every request.
 func (s *Service) Params() buildreq.Params {
 	return buildreq.Params{
-		CallbackBaseURL: s.cfg.CallbackURL,
-		GitHubURL:       s.cfg.GitHubURL,
-		RegistryUser:    s.cfg.RegistryUser,
-		RegistryToken:   s.cfg.RegistryToken,
-		Runner:          s.cfg.Runner,
+		CallbackBaseURL:        s.cfg.CallbackURL,
+		CallbackPlainHTTPHosts: s.cfg.CallbackPlainHTTPHosts,
+		GitHubURL:              s.cfg.GitHubURL,
+		RegistryUser:           s.cfg.RegistryUser,
+		RegistryToken:          s.cfg.RegistryToken,
+		Runner:                 s.cfg.Runner,
 	}
 }
 
@@ -112,6 +125,12 @@ const (
 	NoAccess
 	// TimedOut: the time the caller gave ran out.
 	TimedOut
+	// Conflict: the id names another build, dispatched with a different
+	// request.
+	Conflict
+	// Known: the build was dispatched before and its Job is gone; nothing
+	// was created again (Problem.Known holds its last known state).
+	Known
 )
 
 // Problem is a failure to start a build, as a caller is told about it.
@@ -122,6 +141,8 @@ type Problem struct {
 	Message  string
 	Fields   []string
 	Problems []buildreq.Problem
+	// Known is the remembered build, for Kind Known.
+	Known *replay.Record
 }
 
 // Explain classifies an error from Start. It is the one place that decides
@@ -129,9 +150,15 @@ type Problem struct {
 // per-service answer both go by it.
 func Explain(err error) Problem {
 	var inv *buildreq.InvalidError
+	var known *replay.KnownError
 	switch {
 	case errors.As(err, &inv):
 		return Problem{Kind: Invalid, Message: inv.Error(), Fields: inv.Fields(), Problems: inv.Problems}
+	case errors.As(err, &known):
+		rec := known.Record
+		return Problem{Kind: Known, Message: err.Error(), Known: &rec}
+	case errors.Is(err, replay.ErrConflict):
+		return Problem{Kind: Conflict, Message: err.Error(), Fields: []string{"buildJobId"}}
 	case errors.Is(err, githubapp.ErrNoAccess):
 		return Problem{Kind: NoAccess, Message: "the GitHub App installation cannot access this repository",
 			Fields: []string{"installationId", "repoOwner", "repoName"}}
@@ -144,7 +171,7 @@ func Explain(err error) Problem {
 
 // Refused reports whether the problem is the request's and retrying the
 // same request cannot help.
-func (p Problem) Refused() bool { return p.Kind == Invalid || p.Kind == NoAccess }
+func (p Problem) Refused() bool { return p.Kind == Invalid || p.Kind == NoAccess || p.Kind == Conflict }
 
 // repoTokens mints one installation token per repository and request:
 // a push that several services track needs only one.
@@ -187,6 +214,10 @@ func (s *Service) start(ctx context.Context, req buildreq.Request, trigger strin
 	if err != nil {
 		return executor.Handle{}, err
 	}
+	fresh, err := s.recall(ctx, req, env)
+	if err != nil {
+		return executor.Handle{}, err
+	}
 	tok, err := tokens.get(ctx, int64(req.InstallationID), req.RepoOwner, req.RepoName)
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("build %s: %w", req.BuildJobID, err)
@@ -199,6 +230,7 @@ func (s *Service) start(ctx context.Context, req buildreq.Request, trigger strin
 	if err != nil {
 		return h, fmt.Errorf("submit build %s: %w", req.BuildJobID, err)
 	}
+	s.remember(ctx, req.BuildJobID, fresh, h)
 	s.logger(ctx).Info("build submitted", "build", req.BuildJobID, "job", h.Name, "namespace", h.Namespace,
 		"created", h.Created, "trigger", trigger, "repo", req.RepoOwner+"/"+req.RepoName, "ref", req.CommitSHA,
 		"service", req.ServiceID, "branch", req.Branch)
@@ -264,6 +296,7 @@ func (s *Service) cancel(ctx context.Context, id, reason, callbackBase string) (
 	if err := s.exec.Cancel(ctx, id); err != nil {
 		return callbackErr, err
 	}
+	s.rememberState(ctx, id, replay.StateCanceled)
 	return callbackErr, nil
 }
 

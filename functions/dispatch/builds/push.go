@@ -129,8 +129,20 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 	}
 	h, err := s.start(ctx, req, "push", tokens)
 	if err != nil {
-		log.Error("push build not started", "build", id, "err", err)
 		pr := Explain(err)
+		if pr.Kind == Known {
+			// A redelivery after the Job is gone: nothing is created again.
+			out.Status, out.Reason = PushQueued, pr.Message
+			out.JobName, out.Namespace = pr.Known.JobName, pr.Known.Namespace
+			log.Info("push build already dispatched", "build", id)
+			return out, nil
+		}
+		log.Error("push build not started", "build", id, "err", err)
+		if pr.Kind == Conflict {
+			// Not closed on the callback: the id names another, real build.
+			out.Status, out.Reason = PushInvalid, pr.Message
+			return out, nil
+		}
 		if !pr.Refused() {
 			out.Status, out.Reason = PushFailed, "could not start the build"
 			return out, nil

@@ -49,6 +49,7 @@ func (s *Service) Reap(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, s.refreshMemory(ctx))
 	return reported, errors.Join(errs...)
 }
 

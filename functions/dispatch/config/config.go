@@ -69,6 +69,11 @@ type Config struct {
 	// override it with callbackBaseUrl.
 	CallbackURL    string `env:"CALLBACK_URL"`
 	CallbackSecret Secret `env:"CALLBACK_SECRET"`
+	// CallbackPlainHTTPHosts lists the hosts (or .suffixes) that callbacks
+	// and lookups may reach over plain http besides loopback, e.g.
+	// "service-cloud-api,.svc.cluster.local"; passed on in the runner's
+	// contract (validate.PlainHTTPHosts).
+	CallbackPlainHTTPHosts string `env:"CALLBACK_PLAIN_HTTP_HOSTS"`
 
 	// APIAuthSecret authenticates service-cloud-api's /v1 calls and signs
 	// dispatch's subscription lookups.
@@ -121,6 +126,18 @@ type Config struct {
 	// LOG_STREAM_INTERVAL, BUILD_NETWORK), passed whole to the core.
 	contract.RunnerDefaults
 
+	// Relay: every webhook delivery dispatch does not build from (and
+	// pushes too with RELAY_PUSHES) is forwarded unchanged to RelayURL,
+	// e.g. service-cloud-api's own webhook route, so one GitHub App
+	// webhook URL serves both (package relay).
+	RelayURL     string        `env:"RELAY_URL"`
+	RelayPushes  bool          `env:"RELAY_PUSHES, default=false"`
+	RelayTimeout time.Duration `env:"RELAY_TIMEOUT, default=5s"`
+
+	// ReplayRetention is how long dispatched build ids are remembered past
+	// their Jobs (package replay): a repeat within it creates nothing.
+	ReplayRetention time.Duration `env:"REPLAY_RETENTION, default=5h"`
+
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=json"`
 }
@@ -141,11 +158,12 @@ func Load(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 // need only part of it. lookup is wrapped so that X_FILE works for every X.
 func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 	fl := FileLookuper(lookup)
+	al := withAliases(fl) // service-cloud-api's names for the same secrets (aliases.go)
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: fl}); err != nil {
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: al}); err != nil {
 		return c, fmt.Errorf("dispatch config: %w", err)
 	}
-	if err := fl.Err(); err != nil {
+	if err := errors.Join(fl.Err(), al.Err()); err != nil {
 		return c, fmt.Errorf("dispatch config: %w", err)
 	}
 	return c, nil
@@ -162,26 +180,30 @@ func (c Config) Validate() error {
 		bad("EXECUTOR", "must be kubernetes or local")
 	}
 	if !c.WebhookSecret.IsSet() {
-		bad("GITHUB_WEBHOOK_SECRET", "is required")
+		bad("GITHUB_WEBHOOK_SECRET", "is required (or GITHUB_APP_WEBHOOK_SECRET)")
 	}
 	if c.AppID <= 0 {
 		bad("GITHUB_APP_ID", "is required")
 	}
 	if !c.AppPrivateKey.IsSet() {
-		bad("GITHUB_APP_PRIVATE_KEY", "is required (or GITHUB_APP_PRIVATE_KEY_FILE)")
+		bad("GITHUB_APP_PRIVATE_KEY", "is required (or GITHUB_APP_PRIVATE_KEY_FILE, or GITHUB_APP_PRIVATE_KEY_B64)")
 	}
 	for v, u := range map[string]string{"GITHUB_API_URL": c.GitHubAPIURL, "GITHUB_URL": c.GitHubURL} {
 		if err := validate.SourceURL(u); err != nil {
 			bad(v, err.Error())
 		}
 	}
+	plain, err := c.PlainHTTPHosts()
+	if err != nil {
+		bad("CALLBACK_PLAIN_HTTP_HOSTS", err.Error())
+	}
 	if c.CallbackURL == "" {
 		bad("CALLBACK_URL", "is required")
-	} else if err := validate.CallbackURL(c.CallbackURL); err != nil {
+	} else if err := validate.CallbackURLFor(c.CallbackURL, plain); err != nil {
 		bad("CALLBACK_URL", err.Error())
 	}
 	if len(c.CallbackSecret.Reveal()) < 32 {
-		bad("CALLBACK_SECRET", "must be at least 32 bytes")
+		bad("CALLBACK_SECRET", "(or JWT_SECRET) must be at least 32 bytes")
 	}
 	if len(c.APIAuthSecret.Reveal()) < 32 {
 		bad("API_AUTH_SECRET", "must be at least 32 bytes")
@@ -195,7 +217,7 @@ func (c Config) Validate() error {
 	case c.SubscriptionsFile != "" && c.SubscriptionsURL != "":
 		bad("SUBSCRIPTIONS_FILE", "and SUBSCRIPTIONS_URL are exclusive")
 	case c.SubscriptionsURL != "":
-		if err := validate.CallbackURL(c.SubscriptionsURL); err != nil {
+		if err := validate.CallbackURLFor(c.SubscriptionsURL, plain); err != nil {
 			bad("SUBSCRIPTIONS_URL", err.Error())
 		}
 	}
@@ -225,6 +247,9 @@ func (c Config) Validate() error {
 	if c.ReapInterval < 0 {
 		bad("REAP_INTERVAL", "must not be negative (0 disables the reaper)")
 	}
+	if c.ReplayRetention < 4*time.Hour {
+		bad("REPLAY_RETENTION", "must be at least 4h, the callback token's lifetime")
+	}
 	if c.WebhookBudget <= 0 || c.WebhookBudget > 10*time.Second {
 		bad("WEBHOOK_BUDGET", "must be positive and at most GitHub's 10s")
 	}
@@ -241,6 +266,11 @@ func (c Config) Validate() error {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// PlainHTTPHosts is CallbackPlainHTTPHosts parsed.
+func (c Config) PlainHTTPHosts() (validate.PlainHTTPHosts, error) {
+	return validate.ParsePlainHTTPHosts(c.CallbackPlainHTTPHosts)
 }
 
 // Level is LogLevel parsed; Validate has checked it.

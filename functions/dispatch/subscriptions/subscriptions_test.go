@@ -108,7 +108,7 @@ func TestStaticFileMistakesAreReportedAtLoad(t *testing.T) {
 		"escaping root":    `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","rootDirectory":"../x"}`,
 		"bad watch glob":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","watchPaths":["src/[x"]}`,
 		"only negations":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","watchPaths":["!docs/**"]}`,
-		"two-line command": `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","buildCommand":"a\nb"}`,
+		"NUL in a command": `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","buildCommand":"a\u0000b"}`,
 		"string install":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":"seven","image":"ghcr.io/a/b"}`,
 		"unknown builder":  `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","builder":"buildpacks"}`,
 	} {
@@ -260,5 +260,15 @@ func TestHTTPLookupRefusesAnAnswerWithoutBuildIDs(t *testing.T) {
 	src := &subscriptions.HTTP{URL: srv.URL + "/internal/build-subscriptions", Secret: secret}
 	if _, err := src.Lookup(context.Background(), key("acme", "shop", "main")); err == nil || !strings.Contains(err.Error(), "buildJobId") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// service-cloud-api's token verifier splits at the first '.': a build id
+// with one could never report, so the service's build is refused naming
+// why (only the answer's shape is checked on receipt; values per build).
+func TestADottedBuildIDIsRefusedPerBuild(t *testing.T) {
+	svc := subscriptions.Service{ServiceID: "svc_1", BuildJobID: "bj.1", ImageTag: "ghcr.io/a/b:c"}
+	if err := svc.Validate(); err == nil || !strings.Contains(err.Error(), "'.'") {
+		t.Errorf("Validate = %v, want the dotted id refused saying why", err)
 	}
 }

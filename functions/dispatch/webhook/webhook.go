@@ -40,6 +40,8 @@ type Delivery struct {
 	// Payload is the JSON document (taken out of the form field when the
 	// hook was configured as application/x-www-form-urlencoded).
 	Payload []byte
+	// Raw is the body exactly as received (what the signature covers).
+	Raw []byte
 }
 
 // Read reads and verifies one delivery. The body is capped at max bytes
@@ -66,7 +68,7 @@ func Read(w http.ResponseWriter, r *http.Request, secret []byte, max int64) (Del
 		return Delivery{}, ErrSignature
 	}
 
-	d := Delivery{Event: r.Header.Get(EventHeader), ID: r.Header.Get(DeliveryHeader), Payload: body}
+	d := Delivery{Event: r.Header.Get(EventHeader), ID: r.Header.Get(DeliveryHeader), Payload: body, Raw: body}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/x-www-form-urlencoded" {
 		form, err := url.ParseQuery(string(body))

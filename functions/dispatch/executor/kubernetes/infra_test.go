@@ -173,6 +173,10 @@ func TestRBACGrantsNothingBeyondBuildJobsSecretsAndReadingPods(t *testing.T) {
 		{"delete", "batch", "jobs", "", ns}, {"patch", "batch", "jobs", "", ns},
 		{"get", "", "pods", "", ns}, {"list", "", "pods", "", ns},
 		{"create", "", "secrets", "", ns}, {"get", "", "secrets", "", ns}, {"delete", "", "secrets", "", ns},
+		// The replay records (package replay).
+		{"create", "coordination.k8s.io", "leases", "", ns}, {"get", "coordination.k8s.io", "leases", "", ns},
+		{"list", "coordination.k8s.io", "leases", "", ns}, {"patch", "coordination.k8s.io", "leases", "", ns},
+		{"delete", "coordination.k8s.io", "leases", "", ns},
 	}
 	for _, a := range allowed {
 		if !can(a.verb, a.group, a.resource, a.sub, a.ns) {
@@ -211,6 +215,9 @@ func TestRBACGrantsNothingBeyondBuildJobsSecretsAndReadingPods(t *testing.T) {
 		{"create", "rbac.authorization.k8s.io", "rolebindings", "", ns},
 		{"create", "", "serviceaccounts", "token", ns},
 		{"create", "", "configmaps", "", ns},
+		{"create", "coordination.k8s.io", "leases", "", other},
+		{"watch", "coordination.k8s.io", "leases", "", ns},
+		{"update", "coordination.k8s.io", "leases", "", ns},
 		{"deletecollection", "batch", "jobs", "", ns},
 	}
 	for _, a := range denied {
