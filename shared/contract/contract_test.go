@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/redact"
 	"github.com/alternatefutures/af-builder/shared/token"
 )
 
@@ -589,5 +591,22 @@ func TestLoadAcceptsTheLongestBuildTimeout(t *testing.T) {
 	vars["BUILD_TIMEOUT"] = "4h"
 	if _, err := load(t, vars); err == nil || !strings.Contains(err.Error(), "BUILD_TIMEOUT must be between 10s and 3h30m") {
 		t.Errorf("Load(BUILD_TIMEOUT=4h) = %v, want the bound named", err)
+	}
+}
+
+func TestLoginsPairEachSecretWithItsUser(t *testing.T) {
+	env, err := load(t, completeVars())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []redact.Login{
+		{User: env.RegistryUser, Secret: env.RegistryToken},
+		{User: "x-access-token", Secret: cloneToken},
+	}
+	if got := env.Logins(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Logins() = %q, want %q", got, want)
+	}
+	if got := (contract.Env{}).Logins(); len(got) != 0 {
+		t.Errorf("Logins() of an empty Env = %q, want none", got)
 	}
 }
