@@ -182,6 +182,50 @@ scan:
 	return append(dst, src[copied:i]...), i
 }
 
+// minBroken is the shortest beginning of a secret form masked at a line end.
+const minBroken = 4
+
+// maskBrokenLines masks, in the first n bytes of text, the beginning of a
+// secret form that a line ends with. A display may break a line it has
+// printed in part, and print it again whole on a new line: BuildKit's plain
+// progress does so when another step has news. The whole form is masked in
+// the reprint; the broken line would show its first part.
+func (r *Redactor) maskBrokenLines(text []byte, n int) []byte {
+	var out []byte
+	done := 0
+	for i := 0; i < n; i++ {
+		if text[i] != '\n' {
+			continue
+		}
+		end := i
+		if end > 0 && text[end-1] == '\r' {
+			end--
+		}
+		start := bytes.LastIndexByte(text[:end], '\n') + 1
+		for k := min(r.longest-1, end-start); k >= minBroken; k-- {
+			p := text[end-k : end]
+			hit := false
+			for _, f := range r.byFirst[p[0]] {
+				if len(f) > k && f[:k] == string(p) {
+					hit = true
+					break
+				}
+			}
+			if hit {
+				out = append(out, text[done:end-k]...)
+				out = append(out, Mask...)
+				done = end
+				break
+			}
+		}
+	}
+	if out == nil {
+		return text
+	}
+	out = append(out, text[done:]...)
+	return out
+}
+
 // maskInto is mask for the Writer: it always appends what it consumed.
 func (r *Redactor) maskInto(dst, src []byte, final bool) ([]byte, int) {
 	out, n := r.mask(dst, string(src), final)
@@ -224,6 +268,10 @@ func (sw *streamWriter) Write(p []byte) (int, error) {
 	sw.raw = append(sw.raw[:0], sw.raw[n:]...)
 	// Only the newly masked bytes can hold a line end: masked has none.
 	if i := bytes.LastIndexByte(sw.masked[old:], '\n'); i >= 0 {
+		if sw.r != nil {
+			sw.masked = sw.r.maskBrokenLines(sw.masked, old+i+1)
+			i = bytes.LastIndexByte(sw.masked, '\n') - old
+		}
 		if err := sw.emit(old + i + 1); err != nil {
 			return len(p), err
 		}

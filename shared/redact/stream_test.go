@@ -140,3 +140,17 @@ func TestUnrelatedBase64IsLeftAlone(t *testing.T) {
 		t.Errorf("masked %q to %q", line, got)
 	}
 }
+
+// BuildKit's plain progress breaks a partial line when another step has news
+// and prints it again whole: the broken line ends with part of the secret.
+func TestWriterMasksTheBeginningOfASecretALineBreaksOff(t *testing.T) {
+	r := New(tok)
+	got := writeInChunks(t, r, "#5 0.409 out "+tok[:11]+"\n#6 other step\n#5 0.409 out "+tok+" more\n", 7)
+	if strings.Contains(got, tok[:11]) || strings.Count(got, Mask) != 2 {
+		t.Fatalf("got %q", got)
+	}
+	// Short endings stay: "gh" ends many a line.
+	if got := writeInChunks(t, r, "see gh\n", 100); got != "see gh\n" {
+		t.Fatalf("got %q", got)
+	}
+}
