@@ -31,7 +31,9 @@ func TestASecretIsMaskedWhereverTheOutputIsCut(t *testing.T) {
 		"Dockerfile": gs.Text("FROM " + baseImage + "\n" +
 			// The nonce keeps BuildKit's cache from skipping the step; the
 			// arithmetic makes the marker appear only when the step runs.
-			"RUN echo " + randHex(8) + "; yes '" + gitToken + "' | tr -d '\\n' | head -c 400000; echo; echo long-line-$((1+1))-done\n"),
+			// BuildKit clips a step's output past 200 KiB/s: two bursts, a second
+			// apart, make one line of 300 KB.
+			"RUN echo " + randHex(8) + "; for i in 1 2; do yes '" + gitToken + "' | tr -d '\\n' | head -c 150000; sleep 1.2; done; echo; echo long-line-$((1+1))-done\n"),
 	})
 	res := newBuild(t, repo, shas[0]).run(t)
 
