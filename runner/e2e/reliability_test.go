@@ -44,8 +44,14 @@ func TestASecretIsMaskedWhereverTheOutputIsCut(t *testing.T) {
 		t.Fatalf("the build's output did not reach stdout")
 	}
 	out := printed(res)
-	for i := 0; i+10 <= len(gitToken); i++ {
-		if piece := gitToken[i : i+10]; strings.Contains(out, piece) {
+	// Six characters is a third of a short token; runs of hex digits are
+	// left out, as image digests are full of them.
+	for i := 0; i+6 <= len(gitToken); i++ {
+		piece := gitToken[i : i+6]
+		if strings.Trim(piece, "0123456789abcdef") == "" {
+			continue
+		}
+		if strings.Contains(out, piece) {
 			t.Fatalf("%q, a piece of the git token, was printed (a secret split by a cut leaks)", piece)
 		}
 	}
