@@ -43,10 +43,10 @@ func TestWriterMasksASecretStraddlingTheLongLineCut(t *testing.T) {
 	r := New(tok)
 	// A progress bar that never ends its line, with the token placed across
 	// every offset around the point where the writer must pass a piece on.
-	for shift := -len(tok); shift <= len(tok); shift++ {
-		text := strings.Repeat("#", MaxLine+shift) + tok + strings.Repeat("=", 3*MaxLine)
+	for shift := -len(tok); shift <= len(tok); shift += 3 {
+		text := strings.Repeat("#", MaxLine+shift) + tok + strings.Repeat("=", MaxLine+100)
 		for _, sizes := range [][]int{{len(text)}, {4096}, {MaxLine + 1}, {1}} {
-			if shift%13 != 0 && len(sizes) == 1 && sizes[0] == 1 {
+			if shift%39 != 0 && len(sizes) == 1 && sizes[0] == 1 {
 				continue // byte by byte is slow; a few shifts are enough
 			}
 			got := writeInChunks(t, r, text, sizes...)
@@ -65,9 +65,9 @@ func TestWriterOutputIsTheSameHoweverTheInputIsCut(t *testing.T) {
 	forms := []string{tok, regPass, base64.StdEncoding.EncodeToString([]byte("af-push:" + regPass)),
 		base64.URLEncoding.EncodeToString([]byte(tok)), "https://x-access-token:" + tok + "@github.com/o/r"}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := 0; round < 60; round++ {
+	for round := 0; round < 25; round++ {
 		var b strings.Builder
-		for b.Len() < 3*MaxLine {
+		for b.Len() < 2*MaxLine {
 			switch rng.IntN(6) {
 			case 0:
 				b.WriteString(forms[rng.IntN(len(forms))])
