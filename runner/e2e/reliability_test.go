@@ -23,22 +23,25 @@ func printed(res result) string {
 	return b.String()
 }
 
-// A build that prints a token over and over on one line that never ends:
-// the runner must pass pieces of that line on (it cannot hold it whole), and
-// BuildKit cuts its log into chunks anywhere. No piece may show a part of
-// the token long enough to matter.
+// A build that prints one line that never ends: the runner must pass pieces
+// of it on (it cannot hold it whole), and BuildKit hands it over in chunks
+// wherever the process paused. Here the process pauses in the middle of the
+// token just as the line passes 64 KiB, then prints the token over and over.
+// No piece may show a part of the token long enough to matter.
 func TestASecretIsMaskedWhereverTheOutputIsCut(t *testing.T) {
-	// Whole tokens only, so that the output holds no piece of one but
-	// what the runner makes of it.
-	burst := 150000 / len(gitToken) * len(gitToken)
-	repo, shas := newRepo(t, map[string]gs.File{
-		"Dockerfile": gs.Text("FROM " + baseImage + "\n" +
-			// The nonce keeps BuildKit's cache from skipping the step; the
-			// arithmetic makes the marker appear only when the step runs.
-			// BuildKit clips a step's output past 200 KiB/s: two bursts, a second
-			// apart, make one line of 300 KB.
-			"RUN echo " + randHex(8) + "; for i in 1 2; do yes '" + gitToken + "' | tr -d '\\n' | head -c " + strconv.Itoa(burst) + "; sleep 1.2; done; echo; echo long-line-$((1+1))-done\n"),
-	})
+	// The Dockerfile holds the token base64-encoded: its RUN line is printed
+	// as the step's name, and must not hold the token's halves in clear.
+	b64 := base64.StdEncoding.EncodeToString([]byte(gitToken))
+	half := len(gitToken) / 2
+	token := "echo " + b64 + " | base64 -d"
+	run := "RUN echo " + randHex(8) + // keeps BuildKit's cache from skipping the step
+		"; printf '%65520s' '' | tr ' ' '#'" +
+		"; " + token + " | cut -c1-" + strconv.Itoa(half) + " | tr -d '\\n'; sleep 1" +
+		"; " + token + " | cut -c" + strconv.Itoa(half+1) + "- | tr -d '\\n'" +
+		"; yes \"$(" + token + ")\" | tr -d '\\n' | head -c " + strconv.Itoa(3000*len(gitToken)) +
+		// The arithmetic makes the marker appear only when the step runs.
+		"; echo; echo long-line-$((1+1))-done\n"
+	repo, shas := newRepo(t, map[string]gs.File{"Dockerfile": gs.Text("FROM " + baseImage + "\n" + run)})
 	res := newBuild(t, repo, shas[0]).run(t)
 
 	if res.ExitCode != 0 || res.Terminal["status"] != "SUCCEEDED" {
@@ -46,6 +49,9 @@ func TestASecretIsMaskedWhereverTheOutputIsCut(t *testing.T) {
 	}
 	if !strings.Contains(res.Stdout, "long-line-2-done") {
 		t.Fatalf("the build's output did not reach stdout")
+	}
+	if strings.Count(res.Stdout, "[REDACTED]") < 3000 {
+		t.Fatalf("the token was printed %d times, masked; want at least 3000", strings.Count(res.Stdout, "[REDACTED]"))
 	}
 	out := printed(res)
 	// Six characters is a third of a short token; runs of hex digits are
