@@ -61,3 +61,19 @@ func TestOutcomeNamesAStopFromOutsideAsTheReason(t *testing.T) {
 		t.Errorf("after the build's timeout = %+v", p)
 	}
 }
+
+func TestFinishMasksSecretsInTheErrorMessage(t *testing.T) {
+	sink := startSink(t)
+	const secret = "ghs_ErrorMessageSecret0123456789"
+	log := buildlog.New(io.Discard, redact.New(secret))
+	r := New(callback.New(sink.URL(), sink.Token("job-mask")), "job-mask", log, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Finish(ctx, callback.Payload{Status: callback.Failed, ErrorMessage: "git said: bad token " + secret}); err != nil {
+		t.Fatal(err)
+	}
+	ds := sink.Deliveries("job-mask")
+	if len(ds) != 1 || strings.Contains(string(ds[0].Body), secret) || !strings.Contains(ds[0].Payload["errorMessage"].(string), redact.Mask) {
+		t.Fatalf("terminal body: %s", ds[0].Body)
+	}
+}
