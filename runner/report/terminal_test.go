@@ -3,13 +3,18 @@ package report
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/alternatefutures/af-builder/runner/buildlog"
 	"github.com/alternatefutures/af-builder/runner/detect"
 	"github.com/alternatefutures/af-builder/runner/failure"
 	"github.com/alternatefutures/af-builder/runner/pipeline"
 	"github.com/alternatefutures/af-builder/shared/callback"
 	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/redact"
 )
 
 func TestConfigFailureBlamesTheUserOnlyForTheirOwnSettings(t *testing.T) {
