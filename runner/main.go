@@ -28,16 +28,16 @@ import (
 
 // Exit codes: a caller (a Job's status, the local executor) can tell them apart.
 const (
-	exitOK           = 0
-	exitBuildFailed  = 1
-	exitBadConfig    = 2
-	exitReportFailed = 3
-	exitUsage        = 64
+	exitOK           = contract.ExitSucceeded
+	exitBuildFailed  = contract.ExitFailed
+	exitBadConfig    = contract.ExitBadConfig
+	exitReportFailed = contract.ExitReportFailed
+	exitUsage        = contract.ExitUsage
 	terminalBudget   = 2 * time.Minute
 	// terminalOnShutdown is what the terminal status may take once SIGTERM
-	// has arrived, whenever it arrives: the pod's grace period (at least 30s,
-	// see the Kubernetes executor) must cover it and the build's stop.
-	terminalOnShutdown = 20 * time.Second
+	// has arrived, whenever it arrives: the pod's grace period must cover it
+	// and the build's stop.
+	terminalOnShutdown = contract.ShutdownReportBudget
 )
 
 func main() {

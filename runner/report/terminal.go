@@ -14,13 +14,6 @@ import (
 // SIGTERM: the build was cancelled, or the platform is stopping its pod.
 var ErrSignal = errors.New("the runner received SIGTERM: the build was cancelled or its pod was stopped")
 
-// userSettings are the contract variables that come from the service's
-// settings; every other one is set by the platform.
-var userSettings = map[string]bool{
-	"ROOT_DIRECTORY": true, "BUILD_COMMAND": true, "BUILD_COMMAND_B64": true,
-	"START_COMMAND": true, "START_COMMAND_B64": true,
-}
-
 // ConfigFailure is the terminal status of a build whose contract did not
 // load. It blames the user only when every bad variable is one of theirs.
 func ConfigFailure(err error) callback.Payload {
@@ -38,7 +31,7 @@ func configClass(err error) failure.Class {
 		return failure.Infrastructure
 	}
 	for _, f := range es.Fields() {
-		if !userSettings[f] {
+		if !contract.IsUserSetting(f) {
 			return failure.Infrastructure
 		}
 	}

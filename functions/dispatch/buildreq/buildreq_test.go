@@ -8,18 +8,18 @@ import (
 	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 const sha = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
 
 func params() buildreq.Params {
 	return buildreq.Params{
-		CloneToken:        "ghs_token",
-		CallbackToken:     "cGF5bG9hZA.c2ln",
-		CallbackBaseURL:   "https://api.example.com",
-		GitHubURL:         "https://github.com",
-		BuildTimeout:      30 * time.Minute,
-		LogStreamInterval: 5 * time.Second,
+		CloneToken:      "ghs_token",
+		CallbackToken:   "cGF5bG9hZA.c2ln",
+		CallbackBaseURL: "https://api.example.com",
+		GitHubURL:       "https://github.com",
+		Runner:          contract.RunnerDefaults{BuildTimeout: 30 * time.Minute, LogStreamInterval: 5 * time.Second},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
+	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
 var fuzzCommit = strings.Repeat("a", 40)
@@ -70,6 +71,26 @@ func FuzzStaticFile(f *testing.F) {
 						t.Fatalf("loaded a service that does not validate: %v", err)
 					}
 				}
+			}
+		}
+	})
+}
+
+// Watch paths that validate can be matched against any path without a
+// crash, and "**" alone watches every changed file.
+func FuzzWatchPaths(f *testing.F) {
+	for _, s := range []string{"apps/api/**", "!docs/**", "[", "{a,b", "**", "docs", "/abs", "a\\b", "!"} {
+		f.Add(s, "apps/api/main.go")
+	}
+	f.Fuzz(func(t *testing.T, pattern, changed string) {
+		patterns := strings.Split(pattern, "\n")
+		if validate.WatchPaths(patterns) != nil {
+			return
+		}
+		subscriptions.Touches([]string{changed}, true, ".", patterns)
+		if changed != "" {
+			if ok, why := subscriptions.Touches([]string{changed}, true, ".", []string{"**"}); !ok {
+				t.Fatalf(`"**" does not watch %q: %s`, changed, why)
 			}
 		}
 	})

@@ -72,24 +72,3 @@ func FuzzParsePush(f *testing.F) {
 		}
 	})
 }
-
-// Watch paths that validate can be matched against any path without a
-// crash, and "**" alone watches every changed file.
-func FuzzWatchPaths(f *testing.F) {
-	for _, s := range []string{"apps/api/**", "!docs/**", "[", "{a,b", "**", "docs", "/abs", "a\\b", "!"} {
-		f.Add(s, "apps/api/main.go")
-	}
-	f.Fuzz(func(t *testing.T, pattern, changed string) {
-		patterns := strings.Split(pattern, "\n")
-		if webhook.ValidateWatchPaths(patterns) != nil {
-			return
-		}
-		push := webhook.Push{Changed: []string{changed}, ChangesKnown: true}
-		webhook.Touches(push, ".", patterns)
-		if changed != "" {
-			if ok, why := webhook.Touches(push, ".", []string{"**"}); !ok {
-				t.Fatalf(`"**" does not watch %q: %s`, changed, why)
-			}
-		}
-	})
-}
