@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps deps-race kube bench bench-dispatch clean lambda image
+.PHONY: all build test unit e2e sample demo lint deps deps-race kube bench bench-dispatch clean lambda image fuzz
 
 all: build
 
@@ -51,6 +51,11 @@ sample: deps
 lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Every fuzz target for a few seconds (FUZZTIME=3s each); crashers land in
+# testdata/fuzz and are kept as seeds.
+fuzz:
+	bash scripts/fuzz.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/alternatefutures/af-builder/runner/buildlog"
 	"github.com/alternatefutures/af-builder/runner/detect"
-	"github.com/alternatefutures/af-builder/runner/failure"
 	"github.com/alternatefutures/af-builder/runner/pipeline"
 	"github.com/alternatefutures/af-builder/runner/plan"
 	"github.com/alternatefutures/af-builder/runner/report"
@@ -31,17 +29,16 @@ import (
 
 // Exit codes: a caller (a Job's status, the local executor) can tell them apart.
 const (
-	exitOK             = contract.ExitSucceeded
-	exitBuildFailed    = contract.ExitFailed
-	exitBadConfig      = contract.ExitBadConfig
-	exitReportFailed   = contract.ExitReportFailed
-	exitUsage          = contract.ExitUsage
-	terminalBudget     = 2 * time.Minute
+	exitOK           = contract.ExitSucceeded
+	exitBuildFailed  = contract.ExitFailed
+	exitBadConfig    = contract.ExitBadConfig
+	exitReportFailed = contract.ExitReportFailed
+	exitUsage        = contract.ExitUsage
+	terminalBudget   = 2 * time.Minute
+	// terminalOnShutdown is what the terminal status may take once SIGTERM
+	// has arrived, whenever it arrives: the pod's grace period must cover it
+	// and the build's stop.
 	terminalOnShutdown = contract.ShutdownReportBudget
-)
-
-var (
-	errSignal = errors.New("the runner received SIGTERM: the build was cancelled or its pod was stopped")
 )
 
 func main() {
@@ -81,13 +78,18 @@ func build() int {
 	// terminal status, not kill the process.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	shutdown := make(chan struct{})
+	go func() {
+		<-sigs
+		close(shutdown)
+	}()
 	// The environment holds the build's secrets; a non-dumpable process keeps
 	// tools the build runs as the same user (nixpacks) from reading it
 	// through /proc/<pid>/environ.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 	env, cfgErr := contract.Load(context.Background(), envconfig.OsLookuper())
-	red := redact.New(env.Secrets()...)
+	red := redact.NewWithLogins(env.Logins(), env.Secrets()...)
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Value.Kind() == slog.KindString || a.Value.Kind() == slog.KindAny {
@@ -105,17 +107,8 @@ func build() int {
 			return exitBadConfig
 		}
 		rep := report.New(newClient(env), env.BuildJobID, blog, time.Second)
-		ctx, cancel := context.WithTimeout(context.Background(), terminalBudget)
-		defer cancel()
-		err := rep.Finish(ctx, callback.Payload{
-			Status:       callback.Failed,
-			ErrorMessage: cfgErr.Error(),
-			FailedPhase:  string(failure.Config),
-			ErrorClass:   string(configClass(cfgErr)),
-		})
-		if err != nil {
-			slog.Error("could not report the failure", "err", err)
-		}
+		// Delivered or not (finish logs why), the exit code says "configuration".
+		_ = finish(rep, report.ConfigFailure(cfgErr), shutdown)
 		return exitBadConfig
 	}
 
@@ -128,12 +121,10 @@ func build() int {
 
 	stopped, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	shutdown := make(chan struct{})
 	go func() {
 		select {
-		case <-sigs:
-			close(shutdown)
-			cancel(errSignal)
+		case <-shutdown:
+			cancel(report.ErrSignal)
 		case <-stopped.Done():
 		}
 	}()
@@ -152,25 +143,7 @@ func build() int {
 		Log:      blog,
 		Timeouts: pipeline.DefaultTimeouts,
 	})
-
-	budget := terminalBudget
-	select {
-	case <-shutdown:
-		// Inside the pod's grace period: the terminal status must go out first.
-		budget = terminalOnShutdown
-	default:
-	}
-	tctx, tcancel := context.WithTimeout(context.Background(), budget)
-	defer tcancel()
-	payload := terminalPayload(ctx, env, out, err)
-	if err != nil {
-		blog.Printf("report", "build failed in phase %s (%s): %s", payload.FailedPhase, payload.ErrorClass, payload.ErrorMessage)
-	} else {
-		blog.Printf("report", "build succeeded: %s@%s", env.ImageTag, out.ImageDigest)
-	}
-	payload.ErrorMessage = red.String(payload.ErrorMessage)
-	if rerr := rep.Finish(tctx, payload); rerr != nil {
-		slog.Error("terminal status not delivered", "status", payload.Status, "err", rerr)
+	if rerr := finish(rep, report.Outcome(ctx, env, out, err), shutdown); rerr != nil {
 		return exitReportFailed
 	}
 	if err != nil {
@@ -179,56 +152,30 @@ func build() int {
 	return exitOK
 }
 
-// configClass blames the user only when every bad variable is one of theirs.
-func configClass(err error) failure.Class {
-	var es contract.Errors
-	if !errors.As(err, &es) {
-		return failure.Infrastructure
-	}
-	for _, f := range es.Fields() {
-		if !contract.IsUserSetting(f) {
-			return failure.Infrastructure
+// finish sends the terminal status within terminalBudget, or within
+// terminalOnShutdown of a SIGTERM, whether the signal came before or while
+// the status is being retried: the pod is killed at the end of its grace
+// period, and a runner that exits on its own leaves a clear record.
+func finish(rep *report.Reporter, p callback.Payload, shutdown <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), terminalBudget)
+	defer cancel()
+	go func() {
+		select {
+		case <-shutdown:
+		case <-ctx.Done():
+			return
 		}
+		t := time.AfterFunc(terminalOnShutdown, cancel)
+		<-ctx.Done()
+		t.Stop()
+	}()
+	err := rep.Finish(ctx, p)
+	if err != nil {
+		slog.Error("terminal status not delivered", "status", p.Status, "err", err)
 	}
-	return failure.User
+	return err
 }
 
 func newClient(env contract.Env) *callback.Client {
 	return callback.New(env.CallbackURL, env.CallbackToken)
-}
-
-// terminalPayload turns the pipeline's result into the one terminal status.
-// A stop from outside (SIGTERM, BUILD_TIMEOUT) is reported as the reason,
-// whichever phase noticed it.
-func terminalPayload(ctx context.Context, env contract.Env, out pipeline.Outcome, err error) callback.Payload {
-	if err == nil {
-		p := callback.Payload{
-			Status:            callback.Succeeded,
-			ImageTag:          env.ImageTag,
-			CommitSHA:         out.CommitSHA,
-			DetectedFramework: out.Detected.Framework,
-			DetectedPort:      out.Detected.Port,
-			ImageDigest:       out.ImageDigest,
-			PhaseTimingsMs:    out.TimingsMs(),
-			Planner:           out.Planner,
-			PlannerReason:     out.PlannerWhy,
-		}
-		return p
-	}
-	fe := failure.From(out.Phase, err)
-	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-		class := failure.User
-		if errors.Is(cause, errSignal) {
-			class = failure.Infrastructure
-		}
-		fe = failure.New(fe.Phase, class, cause.Error(), err)
-	}
-	return callback.Payload{
-		Status:         callback.Failed,
-		CommitSHA:      out.CommitSHA,
-		ErrorMessage:   fe.Message,
-		FailedPhase:    string(fe.Phase),
-		ErrorClass:     string(fe.Class),
-		PhaseTimingsMs: out.TimingsMs(),
-	}
 }

@@ -3,7 +3,6 @@
 package buildlog
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -36,7 +35,11 @@ func (l *Log) Printf(phase, format string, args ...any) {
 
 // Line writes text for phase, one prefixed line per line of text.
 func (l *Log) Line(phase, text string) {
-	text = l.redact.String(strings.TrimRight(text, "\n"))
+	l.lines(phase, l.redact.String(strings.TrimRight(text, "\n")))
+}
+
+// lines writes masked text for phase.
+func (l *Log) lines(phase, text string) {
 	var b strings.Builder
 	for _, ln := range strings.Split(text, "\n") {
 		b.WriteString(phase)
@@ -54,6 +57,12 @@ func (l *Log) Line(phase, text string) {
 	l.version++
 }
 
+// Mask masks secrets in text that goes elsewhere than the log (an error
+// message in a callback).
+func (l *Log) Mask(text string) string {
+	return l.redact.String(text)
+}
+
 // Tail returns the end of the log and a version that changes with every line,
 // so a reporter can skip sending an unchanged tail.
 func (l *Log) Tail() (string, uint64) {
@@ -66,47 +75,26 @@ func (l *Log) Tail() (string, uint64) {
 	return string(t), l.version
 }
 
-// Writer returns a writer whose lines are logged under phase, for tool output.
-// Close flushes a last unterminated line.
+// Writer returns a writer whose lines are logged under phase, for tool
+// output. The redactor's writer masks the stream however it is cut and hands
+// on whole lines, or pieces of a line too long to hold; Close flushes a last
+// unterminated line.
 func (l *Log) Writer(phase string) io.WriteCloser {
-	return &phaseWriter{log: l, phase: phase}
+	return l.redact.Writer(phaseLines{log: l, phase: phase})
 }
 
-type phaseWriter struct {
-	mu    sync.Mutex
+// phaseLines logs each line of masked output under a phase.
+type phaseLines struct {
 	log   *Log
 	phase string
-	buf   bytes.Buffer
 }
 
-func (w *phaseWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	for {
-		i := bytes.IndexByte(w.buf.Bytes(), '\n')
-		if i < 0 {
-			break
-		}
+func (p phaseLines) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
 		// Tools separate blocks with blank lines; in a prefixed log they are noise.
-		if line := string(w.buf.Next(i + 1)); strings.TrimSpace(line) != "" {
-			w.log.Line(w.phase, line)
+		if strings.TrimSpace(line) != "" {
+			p.log.lines(p.phase, strings.TrimSuffix(line, "\n"))
 		}
 	}
-	// A progress bar that never ends a line must not grow without bound.
-	if w.buf.Len() > 64<<10 {
-		w.log.Line(w.phase, w.buf.String())
-		w.buf.Reset()
-	}
-	return len(p), nil
-}
-
-func (w *phaseWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.buf.Len() > 0 {
-		w.log.Line(w.phase, w.buf.String())
-		w.buf.Reset()
-	}
-	return nil
+	return len(b), nil
 }

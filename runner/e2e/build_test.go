@@ -247,6 +247,10 @@ func TestSymlinkedRootDirectoryLeadingOutOfTheRepositoryIsRejected(t *testing.T)
 			b.Env["ROOT_DIRECTORY"] = root
 			res := b.run(t)
 			expectFailure(t, res, "clone", "user", "outside the repository")
+			// Only seen after checkout: a build failure, not bad configuration.
+			if res.ExitCode != 1 {
+				t.Errorf("exit code %d, want 1 (a symlink is only seen after checkout)", res.ExitCode)
+			}
 			if imageExists(t, b.Tag) {
 				t.Errorf("an image was built")
 			}

@@ -113,7 +113,6 @@ type run struct {
 	eng  *engine.Engine
 	dir  string // resolved ROOT_DIRECTORY
 	plan plan.Plan
-	tag  string
 }
 
 func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration, fn func(context.Context) error) error {

@@ -143,6 +143,14 @@ func (r *Reporter) Finish(ctx context.Context, p callback.Payload) error {
 		}
 	}
 	p.BuildJobID = r.buildID
+	// An error message quotes what a tool said, which may hold a secret.
+	p.ErrorMessage = r.log.Mask(p.ErrorMessage)
+	switch p.Status {
+	case callback.Succeeded:
+		r.log.Printf("report", "build succeeded: %s@%s", p.ImageTag, p.ImageDigest)
+	case callback.Failed:
+		r.log.Printf("report", "build failed in phase %s (%s): %s", p.FailedPhase, p.ErrorClass, p.ErrorMessage)
+	}
 	p.Logs, _ = r.log.Tail()
 	return r.client.Send(ctx, p)
 }

@@ -195,8 +195,8 @@ func TestFinishSendsExactlyOneTerminal(t *testing.T) {
 	if !ok || term.Seq != ds[len(ds)-1].Seq || term.Status != callbacksink.StatusSucceeded {
 		t.Fatalf("terminal = %+v (found %v), want the last delivery, SUCCEEDED: %s", term.Status, ok, describe(ds))
 	}
-	if got := logs(term); got != "build: compiling\npush: pushed\n" {
-		t.Errorf("terminal logs = %q, want the whole tail", got)
+	if got := logs(term); got != "build: compiling\npush: pushed\nreport: build succeeded: ghcr.io/af/u--o-r:abc@\n" {
+		t.Errorf("terminal logs = %q, want the whole tail, ending with the outcome", got)
 	}
 	if term.Payload["imageTag"] != "ghcr.io/af/u--o-r:abc" || term.Payload["detectedPort"] != float64(3000) {
 		t.Errorf("terminal payload lost the caller's fields: %v", term.Payload)
@@ -307,7 +307,7 @@ func TestFinishWithoutStart(t *testing.T) {
 	if len(ds) != 1 || ds[0].Status != callbacksink.StatusFailed || !ds[0].Final {
 		t.Fatalf("want one final FAILED: %s", describe(ds))
 	}
-	if got := logs(ds[0]); got != "config: IMAGE_TAG is not a valid image reference\n" {
+	if got := logs(ds[0]); got != "config: IMAGE_TAG is not a valid image reference\nreport: build failed in phase config (): bad config\n" {
 		t.Errorf("logs = %q", got)
 	}
 	if !errors.Is(r.Finish(ctx, callback.Payload{Status: callback.Failed}), ErrAlreadyFinished) {

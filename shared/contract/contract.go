@@ -17,6 +17,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/alternatefutures/af-builder/shared/redact"
 	"github.com/alternatefutures/af-builder/shared/token"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
@@ -273,6 +274,22 @@ func (e Env) Secrets() []string {
 		}
 	}
 	return nonEmpty
+}
+
+// Logins returns every user name and secret pair in the contract (the
+// registry's, and the clone URL's x-access-token), so that their Basic-auth
+// form is masked too.
+func (e Env) Logins() []redact.Login {
+	var out []redact.Login
+	if e.RegistryToken != "" {
+		out = append(out, redact.Login{User: e.RegistryUser, Secret: e.RegistryToken})
+	}
+	if u, err := url.Parse(e.RepoCloneURL); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, redact.Login{User: u.User.Username(), Secret: p})
+		}
+	}
+	return out
 }
 
 // Var is one environment variable of the contract as an executor sets it.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/redact"
 	"github.com/alternatefutures/af-builder/shared/token"
 )
 
@@ -590,7 +592,7 @@ func TestVarsRoundTripThroughLoad(t *testing.T) {
 	quoting["BUILD_TIMEOUT"] = "1h2m3s"
 
 	loopback := requiredVars()
-	loopback["CALLBACK_URL"] = "http://127.0.0.1:8080/internal/build-callback?x=1&y=2"
+	loopback["CALLBACK_URL"] = "http://127.0.0.1:8080/internal/build-callback" // a query is refused (a base URL)
 	loopback["REPO_CLONE_URL"] = "http://x-access-token:" + cloneToken + "@localhost:9000/o/r.git"
 	loopback["IMAGE_TAG"] = "127.0.0.1:5000/af/u--o-r:abc123def456"
 	loopback["BUILD_NETWORK"] = "none"
@@ -715,5 +717,22 @@ func TestLoadAcceptsTheLongestBuildTimeout(t *testing.T) {
 	vars["BUILD_TIMEOUT"] = "4h"
 	if _, err := load(t, vars); err == nil || !strings.Contains(err.Error(), "BUILD_TIMEOUT must be between 10s and 3h30m") {
 		t.Errorf("Load(BUILD_TIMEOUT=4h) = %v, want the bound named", err)
+	}
+}
+
+func TestLoginsPairEachSecretWithItsUser(t *testing.T) {
+	env, err := load(t, completeVars())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []redact.Login{
+		{User: env.RegistryUser, Secret: env.RegistryToken},
+		{User: "x-access-token", Secret: cloneToken},
+	}
+	if got := env.Logins(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Logins() = %q, want %q", got, want)
+	}
+	if got := (contract.Env{}).Logins(); len(got) != 0 {
+		t.Errorf("Logins() of an empty Env = %q, want none", got)
 	}
 }

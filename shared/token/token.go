@@ -49,11 +49,11 @@ func Verify(secret []byte, tok, buildJobID string, now time.Time) error {
 	if !ok || strings.Contains(s64, ".") {
 		return ErrMalformed
 	}
-	payload, err := enc.DecodeString(p64)
+	payload, err := decodeCanonical(p64)
 	if err != nil {
 		return ErrMalformed
 	}
-	sig, err := enc.DecodeString(s64)
+	sig, err := decodeCanonical(s64)
 	if err != nil {
 		return ErrMalformed
 	}
@@ -81,6 +81,20 @@ func Verify(secret []byte, tok, buildJobID string, now time.Time) error {
 		return fmt.Errorf("%w (issued %s)", ErrExpired, at.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// decodeCanonical accepts exactly the encoding Mint writes: Go's decoder
+// skips \r and \n anywhere, so a token with line breaks inserted would
+// otherwise verify as well.
+func decodeCanonical(s string) ([]byte, error) {
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if enc.EncodeToString(b) != s {
+		return nil, ErrMalformed
+	}
+	return b, nil
 }
 
 func sign(secret []byte, payload string) []byte {

@@ -52,6 +52,11 @@ func TestVerifyRejects(t *testing.T) {
 		{"two dots", good + ".x", "job-123", t0, ErrMalformed},
 		{"not base64", "!!.??", "job-123", t0, ErrMalformed},
 		{"empty", "", "job-123", t0, ErrMalformed},
+		// Go's decoder skips line breaks: the token must be the exact
+		// string Mint wrote, not one of many that decode alike.
+		{"line break in the payload", good[:4] + "\n" + good[4:], "job-123", t0, ErrMalformed},
+		{"carriage return in the signature", good[:len(good)-3] + "\r" + good[len(good)-3:], "job-123", t0, ErrMalformed},
+		{"CRLF at the end", good + "\r\n", "job-123", t0, ErrMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -69,6 +69,11 @@ func CallbackURLFor(s string, plain PlainHTTPHosts) error {
 	if u.User != nil {
 		return fmt.Errorf("must not carry credentials")
 	}
+	// A path is appended to a base URL: after a query or a fragment it would
+	// not reach the endpoint, and the build's status would be lost.
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
+		return fmt.Errorf("must not carry a query (?...) or a fragment (#...): it is a base URL that paths are appended to")
+	}
 	return checkSchemeFor(u, plain)
 }
 

@@ -107,6 +107,12 @@ func TestCallbackURL(t *testing.T) {
 			"https://:8443/cb",
 			"https:///cb",
 			"https://api.example/cb\n",
+			// A path is appended to it: after a query or fragment it is lost.
+			"https://api.example?x=1",
+			"https://api.example/base?x=1",
+			"https://api.example/base?",
+			"https://api.example/base#frag",
+			"https://api.example/base#",
 		})
 }
 

@@ -144,6 +144,11 @@ func ParsePush(deliveryID string, payload []byte) (Push, error) {
 		return p, fmt.Errorf("%w: repository %q/%q", ErrMalformed, p.Owner, p.Repo)
 	}
 	if b, ok := strings.CutPrefix(p.Ref, "refs/heads/"); ok {
+		// Validated here, at the edge: the branch goes into labels, lookups
+		// and the runner's REPO_REF.
+		if err := validate.BranchName(b); err != nil {
+			return p, fmt.Errorf("%w: branch %q %v", ErrMalformed, b, err)
+		}
 		p.Branch = b
 	} else if strings.HasPrefix(p.Ref, "refs/tags/") {
 		p.Tag = true
