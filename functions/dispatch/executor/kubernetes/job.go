@@ -306,7 +306,7 @@ type podResources struct {
 }
 
 func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) corev1.PodSpec {
-	dockerProbe := &corev1.Probe{
+	readiness := &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
 			// `docker version` fails when the daemon does not answer (docker
 			// info exits 0 on some CLI versions). A tcpSocket probe cannot
@@ -314,12 +314,10 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 			// loopback only.
 			Command: []string{"docker", "--host=" + cfg.TestNode.dockerHost(), "version"},
 		}},
-		PeriodSeconds:    2,
+		PeriodSeconds:    10,
 		TimeoutSeconds:   5,
-		FailureThreshold: 60,
+		FailureThreshold: 3,
 	}
-	readiness := dockerProbe.DeepCopy()
-	readiness.PeriodSeconds, readiness.FailureThreshold = 10, 3
 
 	dind := corev1.Container{
 		Name:            DindContainer,
@@ -335,9 +333,12 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 		// required by Docker 27+ to listen on TCP without TLS.
 		Args: append([]string{"dockerd", "--host=" + cfg.TestNode.dockerHost(), "--tls=false"}, cfg.TestNode.dindArgs()...),
 		Env:  []corev1.EnvVar{{Name: "DOCKER_TLS_CERTDIR", Value: ""}},
-		// The startup probe gates the builder's start on a working engine;
-		// the readiness probe keeps reporting it while the build runs.
-		StartupProbe:   dockerProbe,
+		// No startup probe: on a native sidecar it would hold the builder
+		// back until the engine answers, so a dind that never does would
+		// leave the build silent until the Job's deadline (seen on a real
+		// node). The runner waits for the engine itself and reports a
+		// failure in phase engine after its own engine timeout. The
+		// readiness probe reports the engine's health while the build runs.
 		ReadinessProbe: readiness,
 		Resources:      res.dind,
 		SecurityContext: &corev1.SecurityContext{

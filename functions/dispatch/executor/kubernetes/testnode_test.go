@@ -53,7 +53,7 @@ func TestHostNetworkTestSettingChangesOnlyTheNetwork(t *testing.T) {
 	if !slices.Equal(dind.Args, wantArgs) {
 		t.Errorf("dind args %q, want %q", dind.Args, wantArgs)
 	}
-	for _, p := range []*corev1.Probe{dind.StartupProbe, dind.ReadinessProbe} {
+	for _, p := range []*corev1.Probe{dind.ReadinessProbe} {
 		if !slices.Contains(p.Exec.Command, "--host=tcp://127.0.0.1:23999") {
 			t.Errorf("probe %q does not ask the configured port", p.Exec.Command)
 		}
@@ -70,7 +70,6 @@ func TestHostNetworkTestSettingChangesOnlyTheNetwork(t *testing.T) {
 	pspec := pj.Spec.Template.Spec
 	pdind, pbuilder := pspec.InitContainers[0], pspec.Containers[0]
 	dind.Args = pdind.Args
-	dind.StartupProbe.Exec.Command = pdind.StartupProbe.Exec.Command
 	dind.ReadinessProbe.Exec.Command = pdind.ReadinessProbe.Exec.Command
 	builder.Env = slices.DeleteFunc(builder.Env, func(e corev1.EnvVar) bool {
 		return e.Name == "DOCKER_HOST" || e.Name == "BUILD_NETWORK"
