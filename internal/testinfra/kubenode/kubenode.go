@@ -651,3 +651,22 @@ func (n *Node) KillContainer(ctx context.Context, containerID string) error {
 	}
 	return nil
 }
+
+// Tasks lists the ids of the containers that have a running task in the
+// node's containerd (Kubernetes namespace).
+func (n *Node) Tasks(ctx context.Context) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "ctr", "--address", n.ctrdSock, "-n", "k8s.io", "tasks", "ls").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("ctr tasks ls: %v: %s", err, out)
+	}
+	var ids []string
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		// TASK PID STATUS
+		if len(f) == 3 && f[0] != "TASK" && f[2] == "RUNNING" {
+			ids = append(ids, f[0])
+		}
+	}
+	return ids, nil
+}
