@@ -2,6 +2,8 @@
 # Installs what the tests and the demo run for real: a Docker engine, a
 # registry, a static busybox for base images, and git. With --race also a C
 # toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
+# With --node also what the single-node Kubernetes of `make e2e-node` runs
+# on: containerd, runc and the CNI plugins (loopback).
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
 
@@ -12,10 +14,19 @@ have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have git              || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
-if [ "${1:-}" = --race ]; then
-  have gcc                          || need+=(gcc)
-  dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
-fi
+for arg in "$@"; do
+  case "$arg" in
+  --race)
+    have gcc                          || need+=(gcc)
+    dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
+    ;;
+  --node)
+    have containerd                   || need+=(containerd)
+    have runc                         || need+=(runc)
+    [ -x /usr/lib/cni/loopback ]      || need+=(containernetworking-plugins)
+    ;;
+  esac
+done
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
