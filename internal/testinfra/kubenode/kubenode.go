@@ -508,6 +508,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 fileCheckFrequency: 1s
+# The kubelet would otherwise add a KUBE-FIREWALL chain to the host's
+# INPUT and OUTPUT; the canary chains it still makes are removed by Stop.
+makeIPTablesUtilChains: false
 syncFrequency: 5s
 `, n.ctrdSock, port, healthz, p.kubeletCert, p.kubeletKey, p.caCert,
 		filepath.Join(n.Dir, "pods-logs"), filepath.Join(n.Dir, "volume-plugins"))
@@ -541,6 +544,7 @@ func (n *Node) Stop() error {
 	}
 	n.procs = nil
 	errs = append(errs, n.killShims())
+	removeKubeletChains()
 	if n.Dir != "" {
 		if err := child.UnmountUnder(n.Dir); err != nil {
 			errs = append(errs, err)
@@ -669,4 +673,35 @@ func (n *Node) Tasks(ctx context.Context) ([]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+// kubeletChains are the iptables chains a kubelet creates on the host
+// (canaries to notice a flush, the hint for kube-proxy's mode detection,
+// and KUBE-FIREWALL should makeIPTablesUtilChains ever be on). Only one
+// node runs per machine and nothing else here makes KUBE-* chains.
+var kubeletChains = []struct{ table, chain string }{
+	{"filter", "KUBE-FIREWALL"}, {"filter", "KUBE-KUBELET-CANARY"},
+	{"nat", "KUBE-KUBELET-CANARY"}, {"mangle", "KUBE-KUBELET-CANARY"},
+	{"mangle", "KUBE-IPTABLES-HINT"},
+}
+
+func removeKubeletChains() {
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		path, err := testinfra.LookPath(bin, "iptables")
+		if err != nil {
+			continue
+		}
+		ipt := func(args ...string) error { return exec.Command(path, append([]string{"-w", "5"}, args...)...).Run() }
+		for _, c := range kubeletChains {
+			if ipt("-t", c.table, "-n", "-L", c.chain) != nil {
+				continue
+			}
+			for _, from := range []string{"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"} {
+				for ipt("-t", c.table, "-D", from, "-j", c.chain) == nil {
+				}
+			}
+			_ = ipt("-t", c.table, "-F", c.chain)
+			_ = ipt("-t", c.table, "-X", c.chain)
+		}
+	}
 }

@@ -5,6 +5,7 @@ package kubenode
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,14 @@ func TestNodeRunsAPodAndStopLeavesNothing(t *testing.T) {
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mounts), dir) {
 		t.Errorf("mounts under %s left behind", dir)
+	}
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			out, _ := exec.Command(bin, "-w", "5", "-t", table, "-S").Output()
+			if strings.Contains(string(out), "KUBE-") {
+				t.Errorf("%s table %s still has the kubelet's chains:\n%s", bin, table, out)
+			}
+		}
 	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
