@@ -78,7 +78,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (code int, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Generous: a cold Go build cache on a loaded two-core machine takes
+	// minutes for the three binaries.
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	var stops []func() error
 	defer func() {
@@ -119,7 +121,9 @@ func run(m *testing.M) (code int, err error) {
 	}
 
 	start = time.Now()
-	suite.node, err = kubenode.Start(ctx, kubenode.Options{Images: []kubenode.Image{runner, dind, broken}})
+	nodeCtx, nodeCancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer nodeCancel()
+	suite.node, err = kubenode.Start(nodeCtx, kubenode.Options{Images: []kubenode.Image{runner, dind, broken}})
 	if err != nil {
 		return 1, err
 	}

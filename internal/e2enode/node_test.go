@@ -66,9 +66,16 @@ func TestPushBuildsOnTheNodeAndTTLCleansUp(t *testing.T) {
 	if !done.Spec.HostNetwork || done.Spec.InitContainers[0].Image != dindImage {
 		t.Errorf("pod is not the test-node variant of the production pod: hostNetwork %v, dind %s", done.Spec.HostNetwork, done.Spec.InitContainers[0].Image)
 	}
-	job, err := d.job(ctx, b.job)
-	if err != nil || job == nil {
-		t.Fatalf("job %s: %v (gone before it was seen complete)", b.job, err)
+	var job *batchv1.Job
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		j, err := d.job(ctx, b.job)
+		if err != nil || j == nil {
+			t.Fatalf("job %s: %v (gone before it was seen complete)", b.job, err)
+		}
+		if job = j; hasCondition(job, batchv1.JobComplete) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if !hasCondition(job, batchv1.JobComplete) {
 		t.Errorf("job conditions %+v, want Complete", job.Status.Conditions)
