@@ -366,34 +366,16 @@ func DindImage(name string) (Image, error) {
 	if files, err = withLibraries(files, bins...); err != nil {
 		return Image{}, err
 	}
-	files = append(files, Dir("/var/lib/docker", 0o711, 0, 0), TextFile("/usr/local/bin/dind", dindEntrypoint, 0o755))
+	files = append(files, Dir("/var/lib/docker", 0o711, 0, 0))
 	if ca, err := caBundle(); err == nil {
 		files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
 	}
-	return Image{Name: name, Files: files, Env: []string{imagePATH},
-		Entrypoint: []string{"/usr/local/bin/dind"}, Cmd: []string{"dockerd"}}, nil
+	// No entrypoint script: under the kubelet a privileged container gets
+	// its cgroup hierarchies mounted, and nested containers (RUN steps)
+	// work with them as they are; remounting them whole (as docker:dind's
+	// old script did) breaks runc's cgroup mount for nested containers.
+	return Image{Name: name, Files: files, Env: []string{imagePATH}, Cmd: []string{"dockerd"}}, nil
 }
-
-// dindEntrypoint does what docker:dind's entrypoint does (its `dind`
-// script) before it execs the pod's args: a privileged container may come
-// up without the cgroup v1 hierarchies or securityfs mounted, and dockerd
-// refuses to start without the devices cgroup.
-const dindEntrypoint = `#!/bin/sh
-set -e
-if [ -d /sys/kernel/security ] && ! mountpoint -q /sys/kernel/security; then
-	mount -t securityfs none /sys/kernel/security || true
-fi
-if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
-	mountpoint -q /sys/fs/cgroup || mount -t tmpfs -o uid=0,gid=0,mode=0755 cgroup /sys/fs/cgroup
-	for sys in $(awk '!/^#/ { if ($4 == 1) print $1 }' /proc/cgroups); do
-		mkdir -p /sys/fs/cgroup/$sys
-		if ! mountpoint -q /sys/fs/cgroup/$sys; then
-			mount -n -t cgroup -o $sys cgroup /sys/fs/cgroup/$sys || rmdir /sys/fs/cgroup/$sys || true
-		fi
-	done
-fi
-exec "$@"
-`
 
 func caBundle() (string, error) {
 	const p = "/etc/ssl/certs/ca-certificates.crt"
