@@ -183,8 +183,9 @@ func TestDeadlineEndsInOneFailed(t *testing.T) {
 	// BUILD_TIMEOUT 10s + margin 1m: activeDeadlineSeconds 70. The runner
 	// image does not exist on the node, so the builder never starts and
 	// nothing but the deadline can end the build.
+	t.Parallel()
 	d := startDispatch(t, "deadline", "BUILD_TIMEOUT=10s", "K8S_JOB_DEADLINE_MARGIN=1m",
-		"RUNNER_IMAGE=af-builder.test/runner:absent")
+		"RUNNER_IMAGE=af-builder.test/runner:absent", halfCPU)
 	b := d.push(t, quickApp)
 	job, err := d.job(context.Background(), b.job)
 	if err != nil || job == nil || job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != 70 {
@@ -236,7 +237,8 @@ func TestKilledRunnerIsReaped(t *testing.T) {
 // startup probe holds it back) and fails in phase engine, classed as
 // infrastructure, within its engine timeout.
 func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
-	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind)
+	t.Parallel()
+	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind, halfCPU)
 	b := d.push(t, quickApp)
 	d.waitPod(t, b.id, 2*time.Minute, "builder running", builderRunning)
 	started := time.Now()
@@ -256,6 +258,12 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
 	}
 }
+
+// halfCPU lets the two slow tests (a 70 s deadline, a 2 m engine timeout)
+// share the two-CPU node: each pod asks for 0.6 CPU instead of 1.1. They
+// wait out timers and need no clone token, so they run in parallel with
+// each other, after the others.
+const halfCPU = "DIND_CPU_REQUEST=500m"
 
 func hasCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
 	for _, cond := range j.Status.Conditions {
