@@ -209,6 +209,33 @@ func TestDeadlineEndsInOneFailed(t *testing.T) {
 	}
 }
 
+// The runner's own time limit, which the Job's deadline backs up: a build
+// longer than BUILD_TIMEOUT ends in one FAILED from the runner that names
+// the limit, and the reaper adds nothing when the Job then fails.
+func TestBuildTimeoutEndsInOneFailedFromTheRunner(t *testing.T) {
+	d := startDispatch(t, "timeout", "BUILD_TIMEOUT=12s", "K8S_JOB_DEADLINE_MARGIN=1m")
+	b := d.push(t, slowApp())
+	term := waitTerminal(t, b.id, 3*time.Minute)
+	msg := str(term.Payload["errorMessage"])
+	if term.Status != "FAILED" || !strings.Contains(msg, "BUILD_TIMEOUT") {
+		t.Errorf("build ended %s: %s; want FAILED naming BUILD_TIMEOUT", term.Status, msg)
+	}
+	ctx := context.Background()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		j, err := d.job(ctx, b.job)
+		if err == nil && j != nil && hasCondition(j, batchv1.JobFailed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not fail after the runner's FAILED: %v %+v", b.job, err, j)
+		}
+	}
+	time.Sleep(6 * time.Second) // three reaper rounds
+	if ts := terminals(b.id); len(ts) != 1 {
+		t.Errorf("terminal callbacks %v, want exactly one", statuses(ts))
+	}
+}
+
 // A runner killed on the node without reporting (as the OOM killer would):
 // the reaper reads the container's exit from the pod and sends one
 // FAILED/infrastructure.
