@@ -294,19 +294,17 @@ func isDynamic(bin string) (bool, error) {
 
 // pauseImage is the sandbox image: busybox's sh as PID 1, which waits and
 // exits on SIGTERM, the one thing a pause container must do.
-func pauseImage() Image {
+func pauseImage() (Image, error) {
 	files, err := BusyboxFiles()
 	if err != nil {
-		// Start checks busybox through DindImage's callers; a pause image
-		// that cannot be made fails the import with this message.
-		files = []File{TextFile("/MISSING-BUSYBOX", err.Error(), 0o644)}
+		return Image{}, err
 	}
 	return Image{
 		Name:       PauseImage,
 		Files:      files,
 		Env:        []string{imagePATH},
 		Entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; sleep 2147483647 & wait"},
-	}
+	}, nil
 }
 
 // withLibraries adds each binary at its host path, plus every shared

@@ -196,15 +196,35 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 		return n, err
 	}
 	step("containerd", t0)
-	imported := make(chan error, 1)
+	pause, err := pauseImage()
+	if err != nil {
+		return n, fmt.Errorf("kubenode: pause image: %w", err)
+	}
+	type importResult struct {
+		err  error
+		took time.Duration
+	}
+	imported := make(chan importResult, 1)
 	go func() {
 		t := time.Now()
-		err := n.Import(ctx, append([]Image{pauseImage()}, opts.Images...)...)
-		step("images imported", t)
-		imported <- err
+		err := n.Import(ctx, append([]Image{pause}, opts.Images...)...)
+		imported <- importResult{err, time.Since(t)}
+	}()
+	waitImports := func() error {
+		r := <-imported
+		imported = nil
+		n.Timings = append(n.Timings, Timing{"images imported", r.took})
+		return r.err
+	}
+	defer func() {
+		// On an early failure, let the import finish before Stop removes
+		// its files and stops containerd under it.
+		if imported != nil {
+			<-imported
+		}
 	}()
 
-	ports, err := freePorts(9)
+	ports, err := freePorts(7)
 	if err != nil {
 		return n, err
 	}
@@ -287,7 +307,7 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 		return n, err
 	}
 
-	if err := <-imported; err != nil {
+	if err := waitImports(); err != nil {
 		return n, err
 	}
 	kcfg := filepath.Join(dir, "kubelet.yaml")
