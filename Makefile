@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps deps-race kube bench bench-dispatch clean lambda image fuzz
+.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube bench bench-dispatch clean lambda image fuzz
 
 all: build
 
@@ -35,6 +35,16 @@ unit:
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+
+# The production path on a real single-node Kubernetes (internal/e2enode):
+# dispatch serve with EXECUTOR=kubernetes, Jobs run by a kubelet on
+# containerd. Builds kubelet, controller-manager and scheduler once (cached
+# beside kube-apiserver). Fails, never skips, when a prerequisite is missing.
+e2e-node:
+	bash scripts/deps.sh --node
+	bash tools/kube/build.sh --node >/dev/null
+	$(GO) vet -tags e2enode ./internal/e2enode/ ./internal/testinfra/kubenode/
+	$(GO) test -tags e2enode -p 1 -count=1 -v -timeout 30m ./internal/testinfra/kubenode/ ./internal/e2enode/
 
 # The whole system on this machine: a signed push webhook into dispatch (local
 # executor), a build pushed to a local registry, the image run and asked for its

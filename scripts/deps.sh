@@ -3,6 +3,8 @@
 # registry, a static busybox for base images, git, and Node.js with npm (the
 # TypeScript client's test). With --race also a C
 # toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
+# With --node also what the single-node Kubernetes of `make e2e-node` runs
+# on: containerd, runc and the CNI plugins (loopback).
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
 
@@ -16,10 +18,19 @@ have git              || need+=(git)
 have node || have nodejs || need+=(nodejs)
 have npm              || need+=(npm)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
-if [ "${1:-}" = --race ]; then
-  have gcc                          || need+=(gcc)
-  dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
-fi
+for arg in "$@"; do
+  case "$arg" in
+  --race)
+    have gcc                          || need+=(gcc)
+    dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
+    ;;
+  --node)
+    have containerd                   || need+=(containerd)
+    have runc                         || need+=(runc)
+    [ -x /usr/lib/cni/loopback ]      || need+=(containernetworking-plugins)
+    ;;
+  esac
+done
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

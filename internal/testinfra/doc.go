@@ -19,6 +19,12 @@
 //   - gitserver: git's own smart-HTTP server (git http-backend) under
 //     net/http/cgi with GitHub-style `x-access-token` Basic auth. Needs the
 //     Debian package git.
+//   - kubenode: a single-node Kubernetes (etcd, kube-apiserver,
+//     kube-controller-manager, kube-scheduler, kubelet on Debian's
+//     containerd and runc) with images written as docker-save archives
+//     and imported without a registry. Needs root, the Debian packages
+//     containerd, runc and containernetworking-plugins, and the binaries of
+//     `tools/kube/build.sh --node`.
 //   - callbacksink: an HTTP server that answers POST /internal/build-callback
 //     the way service-cloud-api does (token check, body validation, first
 //     terminal status wins), scriptable and recording. Needs nothing.

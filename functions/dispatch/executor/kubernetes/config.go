@@ -65,6 +65,9 @@ type Config struct {
 	// TerminationGracePeriod is what the runner gets after SIGTERM to send
 	// its terminal callback, retries included.
 	TerminationGracePeriod time.Duration `env:"K8S_TERMINATION_GRACE_PERIOD, default=2m"`
+
+	// TestNode is for the single-node test suite only (testnode.go).
+	TestNode TestNode
 }
 
 // LoadConfig reads Config from the environment (envconfig.OsLookuper()) and
@@ -150,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.TerminationGracePeriod < minTerminationGrace {
 		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least %s: after SIGTERM the runner stops its build and then takes up to %s to deliver its final callback", minTerminationGrace, contract.ShutdownReportBudget)
+	}
+	if err := c.TestNode.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("kubernetes executor config: %w", errors.Join(errs...))

@@ -157,7 +157,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	env := b.Env
 	// The engine is always the sidecar; whatever the request said about
 	// DOCKER_HOST would point the runner somewhere it cannot reach.
-	env.DockerHost = DockerHost
+	env.DockerHost = cfg.TestNode.dockerHost()
 	// RUN steps on the host network would share the pod's network
 	// namespace, where dind's unauthenticated root API listens on
 	// 127.0.0.1:2375: a Dockerfile could start a privileged container and
@@ -166,6 +166,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	if env.BuildNetwork == "host" {
 		env.BuildNetwork = ""
 	}
+	env.BuildNetwork = cfg.TestNode.buildNetwork(env.BuildNetwork)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
 	}
@@ -305,20 +306,18 @@ type podResources struct {
 }
 
 func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) corev1.PodSpec {
-	dockerProbe := &corev1.Probe{
+	readiness := &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
 			// `docker version` fails when the daemon does not answer (docker
 			// info exits 0 on some CLI versions). A tcpSocket probe cannot
 			// work: the kubelet dials the pod IP, and dockerd listens on
 			// loopback only.
-			Command: []string{"docker", "--host=tcp://127.0.0.1:2375", "version"},
+			Command: []string{"docker", "--host=" + cfg.TestNode.dockerHost(), "version"},
 		}},
-		PeriodSeconds:    2,
+		PeriodSeconds:    10,
 		TimeoutSeconds:   5,
-		FailureThreshold: 60,
+		FailureThreshold: 3,
 	}
-	readiness := dockerProbe.DeepCopy()
-	readiness.PeriodSeconds, readiness.FailureThreshold = 10, 3
 
 	dind := corev1.Container{
 		Name:            DindContainer,
@@ -332,11 +331,14 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 		// which would also listen on 0.0.0.0:2375: an unauthenticated root
 		// engine must not be reachable from the pod network. --tls=false is
 		// required by Docker 27+ to listen on TCP without TLS.
-		Args: []string{"dockerd", "--host=tcp://127.0.0.1:2375", "--tls=false"},
+		Args: append([]string{"dockerd", "--host=" + cfg.TestNode.dockerHost(), "--tls=false"}, cfg.TestNode.dindArgs()...),
 		Env:  []corev1.EnvVar{{Name: "DOCKER_TLS_CERTDIR", Value: ""}},
-		// The startup probe gates the builder's start on a working engine;
-		// the readiness probe keeps reporting it while the build runs.
-		StartupProbe:   dockerProbe,
+		// No startup probe: on a native sidecar it would hold the builder
+		// back until the engine answers, so a dind that never does would
+		// leave the build silent until the Job's deadline (seen on a real
+		// node). The runner waits for the engine itself and reports a
+		// failure in phase engine after its own engine timeout. The
+		// readiness probe reports the engine's health while the build runs.
 		ReadinessProbe: readiness,
 		Resources:      res.dind,
 		SecurityContext: &corev1.SecurityContext{
@@ -389,6 +391,7 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 	for _, s := range cfg.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
+	cfg.TestNode.apply(&spec)
 	return spec
 }
 

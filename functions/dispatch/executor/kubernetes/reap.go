@@ -130,7 +130,10 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 		return lostReason, true
 	case waiting || !failed:
 		return "", false
-	case hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded):
+	case hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded),
+		// The controller sets FailureTarget first and Failed only once the
+		// pods are gone, so the reaper can see the first alone.
+		hasConditionReason(job, batchv1.JobFailureTarget, batchv1.JobReasonDeadlineExceeded):
 		return "the build exceeded its deadline", true
 	default:
 		return "the build pod disappeared (node lost?)", true

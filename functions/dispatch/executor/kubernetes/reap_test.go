@@ -129,6 +129,17 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 		s.Conditions = append(s.Conditions, cond(batchv1.JobFailureTarget), cond(batchv1.JobFailed))
 	})
 
+	// The Job controller's state while it stops the pods after the
+	// deadline: FailureTarget set, Failed not yet (seen on a real node,
+	// where the pod was gone before Failed appeared).
+	stopping := submitJob(t, ex, env, ns, "deadline-2")
+	updateJobStatus(t, env.Kube, ns, stopping.Name, func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		s.StartTime = &now
+		s.Conditions = append(s.Conditions, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue,
+			Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
+	})
+
 	got := map[string]string{}
 	for _, l := range reap(t, ex) {
 		got[l.BuildJobID] = l.Reason
@@ -138,6 +149,7 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 		"exit3-1":    "the runner could not deliver its terminal status (exit 3)",
 		"nopod-1":    "the build pod disappeared (node lost?)",
 		"deadline-1": "the build exceeded its deadline",
+		"deadline-2": "the build exceeded its deadline",
 	}
 	for id, reason := range want {
 		if got[id] != reason {
