@@ -46,7 +46,8 @@ func ClassifyPushError(msg string) error {
 	lower := strings.ToLower(msg)
 	switch {
 	case strings.Contains(lower, "unauthorized"), strings.Contains(lower, "authentication required"),
-		strings.Contains(lower, "denied"), strings.Contains(lower, "forbidden"):
+		strings.Contains(lower, "denied"), strings.Contains(lower, "forbidden"),
+		strings.Contains(lower, "no basic auth credentials"):
 		// The platform mints the registry credentials: not the user's fault.
 		return failure.Wrap(failure.Infrastructure, "the registry rejected the push credentials: "+msg, nil)
 	case strings.Contains(lower, "blob upload unknown"), strings.Contains(lower, "timeout"),

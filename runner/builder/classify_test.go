@@ -57,6 +57,7 @@ func TestClassifyPushError(t *testing.T) {
 		want failure.Class
 	}{
 		{`unauthorized: authentication required`, failure.Infrastructure},
+		{`no basic auth credentials`, failure.Infrastructure},
 		{`denied: requested access to the resource is denied`, failure.Infrastructure},
 		{`denied: permission_denied: write_package`, failure.Infrastructure},
 		{`received unexpected HTTP status: 403 Forbidden`, failure.Infrastructure},

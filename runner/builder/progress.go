@@ -136,32 +136,33 @@ func (p *Progress) Steps() Steps {
 	return s
 }
 
-// Failures returns "name: error" of every failed vertex whose name starts
-// with prefix, in the order they appeared.
-func (p *Progress) Failures(prefix string) []string {
+// Failure is a vertex that ended in an error.
+type Failure struct{ Name, Err string }
+
+// Failures returns every failed vertex whose name starts with prefix, in
+// the order they appeared.
+func (p *Progress) Failures(prefix string) []Failure {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []string
+	var out []Failure
 	for _, d := range p.order {
 		v := p.vertexs[d]
 		if v.err != "" && strings.HasPrefix(v.name, prefix) {
-			out = append(out, v.name+": "+v.err)
+			out = append(out, Failure{Name: v.name, Err: v.err})
 		}
 	}
 	return out
 }
 
-// Names returns the names of the vertices whose name starts with prefix.
-func (p *Progress) Names(prefix string) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []string
-	for _, d := range p.order {
-		if v := p.vertexs[d]; strings.HasPrefix(v.name, prefix) {
-			out = append(out, v.name)
-		}
+// ReportCacheImports writes one line per cache reference that could not be
+// imported (the first build of a branch has none yet); the build goes on
+// without it either way.
+func (p *Progress) ReportCacheImports(out io.Writer) {
+	const prefix = "importing cache manifest from "
+	for _, f := range p.Failures(prefix) {
+		ref := strings.TrimPrefix(f.Name, prefix)
+		fmt.Fprintf(out, "cache: not used: %s: %s (building without it)\n", ref, strings.TrimPrefix(f.Err, ref+": "))
 	}
-	return out
 }
 
 type switchWriter struct {

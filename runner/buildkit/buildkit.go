@@ -235,14 +235,14 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 	if err != nil {
 		s.stop(err)
 		<-s.done
-		reportCacheImports(progress, out)
+		progress.ReportCacheImports(out)
 		if ctx.Err() != nil {
 			return builder.Result{}, failure.Wrap(failure.Transient, "build stopped before it finished", err)
 		}
 		return builder.Result{}, classify(err)
 	}
 	b.s = s
-	reportCacheImports(progress, out)
+	progress.ReportCacheImports(out)
 	return builder.Result{Steps: progress.Steps()}, nil
 }
 
@@ -274,7 +274,7 @@ func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) 
 		if fails := s.progress.Failures("exporting cache"); len(fails) > 0 {
 			// ignore-error kept the export's failure out of the solve's
 			// result; the failed vertex is the only trace of it.
-			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, strings.Join(fails, "; "))
+			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, fails[0].Err)
 		} else {
 			fmt.Fprintf(out, "cache: exported to %s (mode=max)\n", req.Cache.Export)
 		}
@@ -284,14 +284,6 @@ func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) 
 		return "", failure.Wrap(failure.Infrastructure, "buildkitd did not report a digest for the pushed image", nil)
 	}
 	return digest, nil
-}
-
-// reportCacheImports says in one line per reference that a cache could not
-// be used; the build goes on without it either way.
-func reportCacheImports(p *builder.Progress, out io.Writer) {
-	for _, f := range p.Failures("importing cache manifest from ") {
-		fmt.Fprintf(out, "cache: not used: %s (building without it)\n", strings.TrimPrefix(f, "importing cache manifest from "))
-	}
 }
 
 // authProvider answers the daemon's credential requests (FROM images, the

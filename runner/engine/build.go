@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -120,7 +119,7 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 	}
 	id, err := buildStream(ctx, res.Body, progress)
 	progress.Close()
-	reportCacheImports(progress, out)
+	progress.ReportCacheImports(out)
 	if err != nil {
 		return builder.Result{}, e.buildFailed(ctx, req.BuildID, err)
 	}
@@ -128,14 +127,6 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "the engine finished without reporting an image", nil)
 	}
 	return builder.Result{ImageID: id, Steps: progress.Steps()}, nil
-}
-
-// reportCacheImports says in one line per reference that a cache could not
-// be used; the build goes on without it either way.
-func reportCacheImports(p *builder.Progress, out io.Writer) {
-	for _, f := range p.Failures("importing cache manifest from ") {
-		fmt.Fprintf(out, "cache: not used: %s (building without it)\n", strings.TrimPrefix(f, "importing cache manifest from "))
-	}
 }
 
 // buildFailed classifies a build error and, when ours was the side that gave
