@@ -128,8 +128,12 @@ func depsCached(logs string) bool {
 	return false
 }
 
+// TestRegistryCacheMakesANewBuilderWarm is the BuildKit backend's promise on
+// the sample app, whose dependency install is in a build stage the final
+// image does not contain: only a mode=max cache export keeps it. (The docker
+// backend's inline cache cannot; the builder suite checks what it does keep.)
 func TestRegistryCacheMakesANewBuilderWarm(t *testing.T) {
-	for _, backend := range []string{"docker", "buildkit"} {
+	for _, backend := range []string{"buildkit"} {
 		t.Run(backend, func(t *testing.T) {
 			repo, shas := newRepo(t, sampleApp(t, "1"), sampleApp(t, "2"))
 			branchSHA, err := repo.Commit("feature/x", sampleApp(t, "3"), "a branch")
@@ -174,18 +178,24 @@ func TestRegistryCacheMakesANewBuilderWarm(t *testing.T) {
 				t.Errorf("a new branch's first build was not warm from main's cache:\n%s", logs)
 			}
 
-			// A registry that refuses the cache push: the build still succeeds.
-			refused := newBuild(t, repo, shas[1])
+			assertNoSecretInBlobs(t)
+		})
+	}
+}
+
+func TestRegistryThatRefusesTheCachePushStillSucceeds(t *testing.T) {
+	for _, backend := range []string{"docker", "buildkit"} {
+		t.Run(backend, func(t *testing.T) {
+			repo, shas := newRepo(t, sampleApp(t, "1"))
+			refused := newBuild(t, repo, shas[0])
 			refused.Env["CACHE_REF"] = otherRegistry(t).Ref("caches/app", "buildcache")
 			newBuilder(t, backend, refused)
-			res = refused.run(t)
+			res := refused.run(t)
 			mustSucceed(t, res)
-			logs, _ = res.Terminal["logs"].(string)
+			logs, _ := res.Terminal["logs"].(string)
 			if n := strings.Count(logs, "cache: export to "+refused.Env["CACHE_REF"]+" failed"); n != 1 {
 				t.Errorf("%d log lines say the cache export failed, want 1:\n%s", n, logs)
 			}
-
-			assertNoSecretInBlobs(t)
 		})
 	}
 }
