@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,22 +58,41 @@ type Daemon struct {
 	logPath string
 }
 
-// Version is the buildkit module version linked into this binary, the
-// version build.sh builds the daemon at.
+// Version is the buildkit version the project's go.mod requires, the one
+// build.sh builds the daemon at: from this binary's build info when it has
+// it, else (test binaries carry no dependency list) from the go.mod found
+// above the working directory.
 func Version() (string, error) {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "", errors.New("no build info in this binary")
-	}
-	for _, m := range bi.Deps {
-		if m.Path == "github.com/moby/buildkit" {
-			if m.Replace != nil {
-				return m.Replace.Version, nil
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/moby/buildkit" {
+				if m.Replace != nil {
+					return m.Replace.Version, nil
+				}
+				return m.Version, nil
 			}
-			return m.Version, nil
 		}
 	}
-	return "", errors.New("github.com/moby/buildkit is not linked into this binary")
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/alternatefutures/af-builder\n") {
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] == "github.com/moby/buildkit" {
+					return f[1], nil
+				}
+			}
+			return "", fmt.Errorf("%s/go.mod does not require github.com/moby/buildkit", dir)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no build info and no af-builder go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // Binary is the buildkitd to run: AF_TEST_BUILDKITD, else
