@@ -80,8 +80,9 @@ func sampleApp(t *testing.T, version string) map[string]gs.File {
 // dir or dockerd data root: a new builder pod) and points b at it.
 func newBuilder(t *testing.T, backend string, b *build) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	// The daemon lives until the test ends: Start stops it when its
+	// context ends.
+	ctx := context.Background()
 	b.Env["BUILD_BACKEND"] = backend
 	switch backend {
 	case "buildkit":
