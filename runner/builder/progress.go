@@ -161,7 +161,8 @@ func (p *Progress) ReportCacheImports(out io.Writer) {
 	const prefix = "importing cache manifest from "
 	for _, f := range p.Failures(prefix) {
 		ref := strings.TrimPrefix(f.Name, prefix)
-		fmt.Fprintf(out, "cache: not used: %s: %s (building without it)\n", ref, strings.TrimPrefix(f.Err, ref+": "))
+		msg := strings.TrimPrefix(f.Err, "failed to configure registry cache importer: ")
+		fmt.Fprintf(out, "cache: not used: %s: %s (building without it)\n", ref, strings.TrimPrefix(msg, ref+": "))
 	}
 }
 

@@ -25,7 +25,7 @@ func TestStepsCountDockerfileInstructionsButNotFROMOrInternals(t *testing.T) {
 	ctx := context.Background()
 	for _, v := range []*bkclient.Vertex{
 		vtx("[internal] load build definition from Dockerfile", false, ""),
-		vtx("importing cache manifest from r/app:buildcache-dev-0a1b2c3d", false, "r/app:buildcache-dev-0a1b2c3d: not found"),
+		vtx("importing cache manifest from r/app:buildcache-dev-0a1b2c3d", false, "failed to configure registry cache importer: r/app:buildcache-dev-0a1b2c3d: not found"),
 		vtx("importing cache manifest from r/app:buildcache", false, ""),
 		vtx("[deps 1/3] FROM r/base:1", true, ""),
 		vtx("[deps 2/3] COPY package.json .", true, ""),

@@ -72,11 +72,12 @@ func (b *Builder) WaitReady(ctx context.Context) (string, error) {
 			if info, err := b.c.Info(ctx); err == nil && info.BuildkitVersion.Version != "" {
 				what += " " + info.BuildkitVersion.Version
 			}
-			var plats []string
-			for _, p := range ws[0].Platforms {
-				plats = append(plats, platforms.Format(p))
+			if len(ws[0].Platforms) > 0 {
+				what += " ready (" + platforms.Format(ws[0].Platforms[0]) + ")"
+			} else {
+				what += " ready"
 			}
-			return fmt.Sprintf("%s ready (%s)", what, strings.Join(plats, ", ")), nil
+			return what, nil
 		}
 		if err == nil {
 			err = errors.New("no workers")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -27,7 +28,11 @@ func (e *Engine) Push(ctx context.Context, req builder.Request, out io.Writer) (
 	}
 	if req.Cache.Export != "" {
 		if err := e.exportCache(ctx, req, out); err != nil {
-			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %v\n", req.Cache.Export, err)
+			msg := err.Error()
+			if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+				msg = fe.Message
+			}
+			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, msg)
 		} else {
 			fmt.Fprintf(out, "cache: exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
 		}
