@@ -9,12 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/filesync"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/alternatefutures/af-builder/runner/failure"
@@ -35,6 +37,9 @@ type BuildRequest struct {
 	// Registry credentials offered to the build for private FROM images on
 	// RegistryHost.
 	RegistryHost, RegistryUser, RegistryToken string
+	// Platform is the image's target platform (os/arch[/variant]); empty
+	// leaves it to the daemon.
+	Platform string
 }
 
 // Build runs req with BuildKit, streaming progress lines to out, and returns
@@ -88,6 +93,14 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 		<-sessDone
 	}()
 
+	var targets []ocispec.Platform
+	if req.Platform != "" {
+		p, err := platforms.Parse(req.Platform)
+		if err != nil {
+			return "", failure.Wrap(failure.User, "TARGET_PLATFORM is not a platform", err)
+		}
+		targets = []ocispec.Platform{p}
+	}
 	args := make(map[string]*string, len(req.BuildArgs))
 	for k, v := range req.BuildArgs {
 		args[k] = &v
@@ -102,6 +115,7 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 		Labels:        req.Labels,
 		BuildArgs:     args,
 		NetworkMode:   req.NetworkMode,
+		Platforms:     targets,
 		Remove:        true,
 		ForceRemove:   true,
 	})

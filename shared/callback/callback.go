@@ -55,6 +55,10 @@ type Payload struct {
 	FailedPhase       string           `json:"failedPhase,omitempty"`
 	ErrorClass        string           `json:"errorClass,omitempty"`
 	PhaseTimingsMs    map[string]int64 `json:"phaseTimingsMs,omitempty"`
+	// Planner is the planner that wrote the build's Dockerfile (dockerfile,
+	// template, nixpacks) and PlannerReason why it was chosen.
+	Planner       string `json:"planner,omitempty"`
+	PlannerReason string `json:"plannerReason,omitempty"`
 }
 
 // MarshalJSON caps the log tail and error message, and writes detectedPort as

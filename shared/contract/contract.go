@@ -48,6 +48,11 @@ type Env struct {
 	BuildNetwork      string        `env:"BUILD_NETWORK"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
+	// Builder chooses the planner: auto, dockerfile, template or nixpacks.
+	Builder string `env:"BUILDER, default=auto"`
+	// TargetPlatform is the platform images are built for.
+	TargetPlatform string     `env:"TARGET_PLATFORM, default=linux/amd64"`
+	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
 }
 
 // MaxBuildTimeout keeps a build inside its callback token's lifetime: the
@@ -199,6 +204,7 @@ func (e *Env) Normalize() error {
 	default:
 		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
 	}
+	e.normalizePlanner(check)
 	if e.LogStreamInterval < 500*time.Millisecond || e.LogStreamInterval > 5*time.Minute {
 		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
 	}
@@ -284,7 +290,10 @@ func (e Env) Vars() []Var {
 		{Name: "REPO_NAME", Value: e.RepoName},
 		{Name: "DOCKER_HOST", Value: e.DockerHost},
 		{Name: "BUILD_NETWORK", Value: e.BuildNetwork},
+		{Name: "BUILDER", Value: e.Builder},
+		{Name: "TARGET_PLATFORM", Value: e.TargetPlatform},
 	}
+	vs = append(vs, e.BaseImages.vars()...)
 	if e.BuildCommand != "" {
 		vs = append(vs, Var{Name: "BUILD_COMMAND_B64", Value: base64.StdEncoding.EncodeToString([]byte(e.BuildCommand))})
 	}
