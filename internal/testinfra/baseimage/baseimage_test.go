@@ -38,6 +38,9 @@ func TestStandIns(t *testing.T) {
 	}
 	opts := Options{Log: testWriter{t}}
 	t0 := time.Now()
+	if err := Prepare(ctx, opts, imgs...); err != nil {
+		t.Fatal(err)
+	}
 	for _, img := range imgs {
 		t1 := time.Now()
 		p, err := Rootfs(ctx, img, opts)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -22,6 +23,9 @@ func Import(ctx context.Context, host string, opts Options, imgs ...Image) error
 		return fmt.Errorf("import stand-ins: %w", err)
 	}
 	defer c.Close()
+	if err := Prepare(ctx, opts, imgs...); err != nil {
+		return fmt.Errorf("import stand-ins: %w", err)
+	}
 	for _, img := range imgs {
 		if err := importOne(ctx, c, img, opts); err != nil {
 			return fmt.Errorf("import stand-in %s: %w", img.Name(), err)
@@ -70,6 +74,22 @@ func importOne(ctx context.Context, c *client.Client, img Image, opts Options) e
 		return fmt.Errorf("imported image has comment %q, want %q", got.Comment, comment)
 	}
 	return nil
+}
+
+// Prepare builds the root filesystems of imgs that are not cached yet, at
+// the same time: their apt-get runs are mostly waiting on the network.
+func Prepare(ctx context.Context, opts Options, imgs ...Image) error {
+	errs := make([]error, len(imgs))
+	var wg sync.WaitGroup
+	for i, img := range imgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Rootfs(ctx, img, opts)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Push copies each stand-in from the engine at host to the registry under

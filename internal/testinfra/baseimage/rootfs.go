@@ -197,10 +197,11 @@ func build(ctx context.Context, o Options, img Image, base, work string) error {
 		if err := writeFile(root, "etc/resolv.conf", resolv, 0o644); err != nil {
 			return err
 		}
-		// A mount namespace of its own: /proc is unmounted with it, even
-		// when this process is killed halfway.
+		// A mount namespace of its own: /proc and /dev are unmounted with
+		// it, even when this process is killed halfway.
 		if err := run(ctx, work, "unshare", "--mount", "--fork", "--propagation", "private", "sh", "-ec",
-			`mount -t proc proc "$1/proc"; exec chroot "$1" /bin/sh -ec "$2"`, "sh", root, "set -x\n"+script); err != nil {
+			`mount -t proc proc "$1/proc"; mount --rbind /dev "$1/dev"; exec chroot "$1" /bin/sh -ec "$2"`,
+			"sh", root, "set -x\n"+script); err != nil {
 			return err
 		}
 		if err := writeFile(root, "etc/resolv.conf", nil, 0o644); err != nil {

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/alternatefutures/af-builder/internal/testinfra/baseimage"
 	"github.com/alternatefutures/af-builder/internal/testinfra/gitserver"
 )
 
@@ -34,6 +35,8 @@ type App struct {
 	SourceFile string
 	// Stack says what it is, for tables and logs.
 	Stack string
+	// undeclaredNode: the app names no Node version (see NextJS).
+	undeclaredNode bool
 }
 
 // Express: Node 18 (engines.node), Express 4 and morgan from the npm
@@ -57,8 +60,25 @@ var Flask = App{Name: "flask", Framework: "flask", Answer: `"message":"hello fro
 // 15.0 line's project is the one that builds on Node 18 with no other
 // network: from 15.2 the default project uses Tailwind 4 (Node 20 only) and
 // fetches its fonts from Google at build time.
+//
+// The project declares no Node version, so the template would take its
+// default (Node 22), of which there is no stand-in: Debian bookworm, whose
+// packages the stand-ins are made from, ships Node 18. BASE_IMAGE_NODE says
+// so explicitly (BuildEnv).
 var NextJS = App{Name: "nextjs", Framework: "next", Answer: "Get started by editing",
-	SourceFile: "app/page.tsx", Stack: "Next.js 15.0, create-next-app default, npm ci + next build"}
+	SourceFile: "app/page.tsx", Stack: "Next.js 15.0, create-next-app default, npm ci + next build",
+	undeclaredNode: true}
+
+// BuildEnv is what a build of the app sets so that its template's base
+// images are the stand-ins under mirror (baseimage.DefaultMirror when they
+// are in the engine's image store, a registry prefix when they were pushed).
+func (a App) BuildEnv(mirror string) map[string]string {
+	env := map[string]string{"BASE_IMAGE_MIRROR": mirror}
+	if a.undeclaredNode {
+		env["BASE_IMAGE_NODE"] = baseimage.Node().Ref(mirror)
+	}
+	return env
+}
 
 // All are the apps the benchmark builds.
 var All = []App{Express, Go, Flask, NextJS}
