@@ -229,7 +229,7 @@ func TestBuilderNixpacksForcesTheNixpacksPlanner(t *testing.T) {
 // the plan phase, saying so; nothing is built.
 func TestBuilderTemplateOnAStackWithoutATemplateFailsInPlan(t *testing.T) {
 	repo, shas := newRepo(t, map[string]gs.File{
-		"mix.exs": gs.Text("defmodule Hello.MixProject do\n  use Mix.Project\n  def project, do: [app: :hello, version: \"0.1.0\", deps: []]\nend\n"),
+		"mix.exs":      gs.Text("defmodule Hello.MixProject do\n  use Mix.Project\n  def project, do: [app: :hello, version: \"0.1.0\", deps: []]\nend\n"),
 		"lib/hello.ex": gs.Text("defmodule Hello do\n  def hi, do: :ok\nend\n"),
 	})
 	b := newBuild(t, repo, shas[0])

@@ -313,7 +313,7 @@ func (h *Harness) pushedSize(ctx context.Context, ref string) (int64, error) {
 		return 0, err
 	}
 	var man struct {
-		Config struct{ Size int64 } `json:"config"`
+		Config struct{ Size int64 }   `json:"config"`
 		Layers []struct{ Size int64 } `json:"layers"`
 	}
 	if err := json.Unmarshal(m.Body, &man); err != nil {
