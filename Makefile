@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps deps-race kube buildkitd bench clean lambda image
+.PHONY: all build test unit e2e sample demo lint deps deps-race kube buildkitd bench bench-build clean lambda image
 
 all: build
 
@@ -35,13 +35,13 @@ buildkitd:
 # dockerd, buildkitd, registry and git server.
 test: deps-race
 	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
-		$(GO) test -race -count=1 -timeout 30m $(PKGS)
+		$(GO) test -race -count=1 -timeout 45m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
 
 e2e: deps
-	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+	$(GO) test -count=1 -v -timeout 45m ./runner/e2e/
 
 # The whole system on this machine: a signed push webhook into dispatch (local
 # executor), a build pushed to a local registry, the image run and asked for its
@@ -61,6 +61,15 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/
+
+# Each real app (Express, Go, Flask, the default create-next-app project)
+# built by its template through the runner: cold on a fresh dockerd, then warm
+# with one source file changed; prints cold, warm, ratio and image size. Needs
+# root and the network to the npm registry and Go module proxy. APPS=nextjs
+# picks some; the Markdown table is left in bin/bench-build.md.
+bench-build: deps
+	@mkdir -p $(BIN)
+	$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md
 
 # dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
 lambda:

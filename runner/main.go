@@ -1,7 +1,8 @@
 // Command runner is the build container's entrypoint: it takes one build's
 // env contract, clones, detects, plans, builds and pushes, and reports every
 // step to the platform's API. `runner detect DIR` prints what detection
-// decides for a directory, without building.
+// decides for a directory, and `runner plan DIR` the planner and Dockerfile
+// a build would use, without building.
 package main
 
 import (
@@ -67,8 +68,10 @@ func subcommand(args []string) int {
 			return exitBuildFailed
 		}
 		return exitOK
+	case "plan":
+		return planCommand(args[1:], os.Stdout, os.Stderr)
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q\nusage: runner            (build, configured by the environment)\n       runner detect DIR\n", args[0])
+		fmt.Fprintf(os.Stderr, "unknown command %q\nusage: runner            (build, configured by the environment)\n       runner detect DIR\n       runner plan [--format json] DIR\n", args[0])
 		return exitUsage
 	}
 }
@@ -217,6 +220,8 @@ func terminalPayload(ctx context.Context, env contract.Env, out pipeline.Outcome
 			CacheHit:          out.Steps.CacheHit(),
 			CachedSteps:       out.Steps.Cached,
 			Steps:             out.Steps.Total,
+			Planner:           out.Planner,
+			PlannerReason:     out.PlannerWhy,
 		}
 		return p
 	}

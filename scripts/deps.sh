@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: a Docker engine, a
-# registry, a static busybox for base images, and git. With --race also a C
+# registry, a static busybox and debootstrap for base images, and git. With --race also a C
 # toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
 # On Debian/Ubuntu as root it installs what is missing; elsewhere it says what is.
 set -euo pipefail
@@ -11,6 +11,10 @@ have dockerd          || need+=(docker.io)
 have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have git              || need+=(git)
+# The stand-in base images of the real-app tests: a Debian root filesystem
+# (debootstrap, its keyring) with packages installed in a chroot.
+have debootstrap      || need+=(debootstrap)
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 if [ "${1:-}" = --race ]; then
   have gcc                          || need+=(gcc)

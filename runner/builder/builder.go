@@ -43,7 +43,11 @@ type Cache struct {
 type Result struct {
 	// ImageID identifies the image on the daemon, when it keeps one.
 	ImageID string
-	Steps   Steps
+	// Platform is the platform the built image's config names (os/arch),
+	// read back from the build: a daemon that ignored the target platform
+	// must not push an image for its own machine without a word.
+	Platform string
+	Steps    Steps
 }
 
 // Builder builds an image and pushes it. Build then Push, once each, on one

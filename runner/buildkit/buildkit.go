@@ -13,6 +13,7 @@ package buildkit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/alternatefutures/af-builder/runner/builder"
@@ -106,6 +108,7 @@ type solve struct {
 	done     chan struct{} // the solve (and its status stream) ended
 	resp     *bkclient.SolveResponse
 	err      error
+	platform string // from the built image's config
 }
 
 func (s *solve) stop(cause error) { s.cancel(cause) }
@@ -131,7 +134,7 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 	}
 	if req.Platform != "" {
 		if _, err := platforms.Parse(req.Platform); err != nil {
-			return builder.Result{}, failure.Userf("target platform %q: %v", req.Platform, err)
+			return builder.Result{}, failure.Wrap(failure.User, "TARGET_PLATFORM is not a platform", err)
 		}
 		attrs["platform"] = req.Platform
 	}
@@ -207,6 +210,9 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 				FrontendOpt: gw.BuildOpts().Opts, // attrs plus the cache imports
 				Evaluate:    true,
 			})
+			if err == nil {
+				s.platform, err = imagePlatform(res, req.Platform)
+			}
 			s.built <- err
 			if err != nil {
 				return nil, err
@@ -244,7 +250,31 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 	}
 	b.s = s
 	progress.ReportCacheImports(out)
-	return builder.Result{Steps: progress.Steps()}, nil
+	return builder.Result{Platform: s.platform, Steps: progress.Steps()}, nil
+}
+
+// imagePlatform reads os/arch from the image config the frontend produced,
+// and checks it against want (when set).
+func imagePlatform(res *gateway.Result, want string) (string, error) {
+	raw, ok := res.Metadata[exptypes.ExporterImageConfigKey]
+	if !ok {
+		return "", failure.Wrap(failure.Infrastructure, "the Dockerfile frontend returned no image config", nil)
+	}
+	var cfg ocispec.Platform
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return "", failure.Wrap(failure.Infrastructure, "the Dockerfile frontend returned an unreadable image config", err)
+	}
+	got := platforms.Normalize(cfg)
+	if want != "" {
+		w, err := platforms.Parse(want)
+		if err != nil {
+			return "", failure.Wrap(failure.User, "TARGET_PLATFORM is not a platform", err)
+		}
+		if !platforms.OnlyStrict(w).Match(got) {
+			return "", failure.Wrap(failure.Infrastructure, fmt.Sprintf("the image was built for %s, not the target platform %s", platforms.Format(got), platforms.Format(w)), nil)
+		}
+	}
+	return platforms.Format(got), nil
 }
 
 // Push lets the solve export: BuildKit pushes the image to req.Tag and the

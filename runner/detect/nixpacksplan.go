@@ -94,29 +94,39 @@ func RefineWithNixpacksPlan(r Result, planJSON []byte) Result {
 }
 
 // ApplyStartCommand accounts for the service's START_COMMAND override, which
-// is what will really run in a Nixpacks image: a port it states (--port 3000,
-// or $PORT, which the runner sets to DefaultPort) replaces the one detected
+// is what will really run in the image: a port it states (--port 3000, or
+// $PORT, which the runner sets to DefaultPort) replaces the one detected
 // from the manifests. The framework label stays.
 func ApplyStartCommand(r Result, cmd string) Result {
 	if cmd == "" {
 		return r
 	}
+	r, _ = applyStart(r, cmd, "START_COMMAND", true)
+	return r
+}
+
+// applyStart records cmd as the start command; origin names where it came
+// from. With say set, a command that tells nothing about its port says so.
+// It reports whether the command decided the port.
+func applyStart(r Result, cmd, origin string, say bool) (Result, bool) {
 	r.Reasons = slices.Clone(r.Reasons)
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
 	r.StartCommand = cmd
 	d := &detection{}
-	l := d.analyzeCommand(cmd, "START_COMMAND")
+	l := d.analyzeCommand(cmd, origin)
 	p, src := l.resolve(DefaultPort, "PORT set by the runner")
 	if p <= 0 {
-		r.Reasons = append(r.Reasons, "START_COMMAND says nothing about its port: keeping the detected one")
-		return r
+		if say {
+			r.Reasons = append(r.Reasons, origin+" says nothing about its port: keeping the detected one")
+		}
+		return r, false
 	}
 	if src == "" {
-		src = "START_COMMAND"
+		src = origin
 	}
 	r.Port, r.PortSource = &p, src
-	r.Reasons = append(r.Reasons, fmt.Sprintf("port %d: START_COMMAND %q (%s)", p, cmd, src))
-	return r
+	r.Reasons = append(r.Reasons, fmt.Sprintf("port %d: %s %q (%s)", p, origin, cmd, src))
+	return r, true
 }

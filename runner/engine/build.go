@@ -83,7 +83,7 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 	if req.Platform != "" {
 		pl, err := platforms.Parse(req.Platform)
 		if err != nil {
-			return builder.Result{}, failure.Userf("target platform %q: %v", req.Platform, err)
+			return builder.Result{}, failure.Wrap(failure.User, "TARGET_PLATFORM is not a platform", err)
 		}
 		plats = []ocispec.Platform{pl}
 	}
@@ -126,7 +126,13 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 	if id == "" {
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "the engine finished without reporting an image", nil)
 	}
-	return builder.Result{ImageID: id, Steps: progress.Steps()}, nil
+	built := builder.Result{ImageID: id, Steps: progress.Steps()}
+	if req.Platform != "" {
+		if built.Platform, err = e.CheckPlatform(ctx, id, req.Platform); err != nil {
+			return builder.Result{}, err
+		}
+	}
+	return built, nil
 }
 
 // buildFailed classifies a build error and, when ours was the side that gave

@@ -57,7 +57,10 @@ type Outcome struct {
 	ImageDigest string
 	ImageID     string
 	Detected    detect.Result
-	Timings     map[string]time.Duration
+	// Planner is the planner that made the build's Dockerfile, and
+	// PlannerWhy why it was chosen.
+	Planner, PlannerWhy string
+	Timings             map[string]time.Duration
 	// Steps counts the Dockerfile steps and those taken from a cache.
 	Steps builder.Steps
 	// Phase is the phase running when Run returned.
@@ -224,15 +227,29 @@ func (r *run) makePlan(ctx context.Context) error {
 		BuildCommand: e.BuildCommand,
 		StartCommand: e.StartCommand,
 		CacheKey:     cacheKey(e.ImageTag, e.RootDirectory),
+		Builder:      e.Builder,
+		Platform:     e.TargetPlatform,
+		WorkDir:      filepath.Join(r.cfg.WorkDir, "plan"),
+	}
+	planners := plan.Planners{
+		Template: plan.Template{Bases: plan.BaseImages{Mirror: e.BaseImages.Mirror, Override: e.BaseImages.Overrides()}},
+		Nixpacks: r.cfg.Nixpacks,
 	}
 	w := r.cfg.Log.Writer("plan")
 	defer w.Close()
-	p, err := plan.For(src, r.cfg.Nixpacks).Plan(ctx, src, w)
+	p, err := planners.Plan(ctx, src, w)
 	if err != nil {
 		return err
 	}
 	r.plan = p
-	r.out.Detected = p.Detected
+	r.out.Planner, r.out.PlannerWhy = p.Planner, p.Why
+	// What the planner found out (the start command it chose, Nixpacks'
+	// plan) may settle the port detection could only guess.
+	before := r.out.Detected.Port
+	r.out.Detected = detect.Refine(r.out.Detected, p.Hints)
+	if after := r.out.Detected.Port; after != nil && (before == nil || *before != *after) {
+		r.cfg.Log.Printf("plan", "port %d: %s", *after, r.out.Detected.PortSource)
+	}
 	return nil
 }
 
@@ -283,6 +300,7 @@ func (r *run) buildImage(ctx context.Context) error {
 		RegistryHost:  host,
 		RegistryUser:  e.RegistryUser,
 		RegistryToken: e.RegistryToken,
+		Platform:      e.TargetPlatform,
 	}
 	if e.CacheEnabled() {
 		refs, err := cache.For(e.ImageTag, e.CacheRef, e.CacheBranch, e.CacheDefaultBranch)
@@ -306,9 +324,9 @@ func (r *run) buildImage(ctx context.Context) error {
 	r.out.ImageID = res.ImageID
 	r.out.Steps = res.Steps
 	if res.ImageID != "" {
-		r.cfg.Log.Printf("build", "built image %s (%s)", res.ImageID, res.Steps)
+		r.cfg.Log.Printf("build", "built image %s for %s (%s)", res.ImageID, res.Platform, res.Steps)
 	} else {
-		r.cfg.Log.Printf("build", "built (%s)", res.Steps)
+		r.cfg.Log.Printf("build", "built for %s (%s)", res.Platform, res.Steps)
 	}
 	return nil
 }

@@ -13,6 +13,9 @@ import (
 // Dockerfile builds with the Dockerfile at the root of the source directory.
 type Dockerfile struct{}
 
+// Name is the planner's name.
+func (Dockerfile) Name() string { return "dockerfile" }
+
 // Plan checks the Dockerfile is a regular file of the repository; a symlink
 // could otherwise make the engine read a file from outside it.
 func (Dockerfile) Plan(_ context.Context, src Source, log io.Writer) (Plan, error) {
@@ -28,11 +31,9 @@ func (Dockerfile) Plan(_ context.Context, src Source, log io.Writer) (Plan, erro
 	}
 	fmt.Fprintln(log, "using the repository's Dockerfile")
 	return Plan{
-		Kind:           "dockerfile",
 		ContextDir:     src.Dir,
 		DockerfileDir:  src.Dir,
 		DockerfileName: "Dockerfile",
-		Detected:       src.Detected,
 	}, nil
 }
 

@@ -46,11 +46,8 @@ func TestDockerfilePlansTheRepositorysDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Plan: %v", err)
 	}
-	if p.Kind != "dockerfile" || p.ContextDir != dir || p.DockerfileDir != dir || p.DockerfileName != "Dockerfile" {
+	if p.ContextDir != dir || p.DockerfileDir != dir || p.DockerfileName != "Dockerfile" {
 		t.Errorf("plan = %+v, want the Dockerfile at the root of %s", p, dir)
-	}
-	if p.Detected.Framework != "dockerfile" {
-		t.Errorf("detection result lost: %+v", p.Detected)
 	}
 	if log.String() != "using the repository's Dockerfile\n" {
 		t.Errorf("log = %q", log.String())
@@ -69,8 +66,8 @@ func TestDockerfileIgnoresOverridesAndSaysSo(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Plan: %v", err)
 		}
-		if p.Kind != "dockerfile" {
-			t.Errorf("kind = %q", p.Kind)
+		if p.DockerfileDir != dir {
+			t.Errorf("plan = %+v, want the repository's Dockerfile", p)
 		}
 		if !strings.Contains(log.String(), "overrides are not used") {
 			t.Errorf("log does not say the overrides are ignored: %q", log.String())
@@ -108,14 +105,4 @@ func TestDockerfileMustBeARegularFile(t *testing.T) {
 		_, err := Dockerfile{}.Plan(context.Background(), Source{Dir: t.TempDir()}, &bytes.Buffer{})
 		wantPlanError(t, err, failure.User, "no Dockerfile")
 	})
-}
-
-func TestForChoosesByDockerfile(t *testing.T) {
-	nix := Nixpacks{Bin: "/opt/nixpacks"}
-	if p := For(Source{Detected: detect.Result{HasDockerfile: true}}, nix); p != (Dockerfile{}) {
-		t.Errorf("with a Dockerfile: %T, want Dockerfile", p)
-	}
-	if p := For(Source{Detected: detect.Result{Framework: "next"}}, nix); p != Planner(nix) {
-		t.Errorf("without a Dockerfile: %#v, want the given Nixpacks", p)
-	}
 }

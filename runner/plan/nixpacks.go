@@ -40,6 +40,9 @@ func (n Nixpacks) bin() string {
 // is ever passed this way.
 var portEnv = fmt.Sprintf("PORT=%d", detect.DefaultPort)
 
+// Name is the planner's name.
+func (Nixpacks) Name() string { return "nixpacks" }
+
 // Plan runs nixpacks.
 func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, error) {
 	if _, err := exec.LookPath(n.bin()); err != nil {
@@ -59,17 +62,22 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 	if src.StartCommand != "" {
 		overrides = append(overrides, "--start-cmd", src.StartCommand)
 	}
-	detected := src.Detected
+	var hints detect.Hints
 	planArgs := append([]string{"plan", src.Dir, "--format", "json", "--env", portEnv}, overrides...)
 	if out, err := n.run(ctx, nil, planArgs...); err == nil {
-		detected = detect.RefineWithNixpacksPlan(detected, out)
+		hints.NixpacksPlan = out
 	} else {
 		// Plan output only refines detection; the build below decides success.
 		fmt.Fprintf(log, "nixpacks plan gave no result (%v); keeping the detected settings\n", err)
 	}
-	detected = detect.ApplyStartCommand(detected, src.StartCommand)
+	if src.StartCommand != "" {
+		hints.StartCommand, hints.StartOrigin = src.StartCommand, "START_COMMAND"
+	}
 
 	args := []string{"build", src.Dir, "--out", src.Dir, "--env", portEnv}
+	if src.Platform != "" {
+		args = append(args, "--platform", src.Platform)
+	}
 	if src.CacheKey != "" {
 		args = append(args, "--cache-key", src.CacheKey)
 	}
@@ -85,12 +93,27 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 		return Plan{}, failure.Wrap(failure.Infrastructure, "nixpacks did not write .nixpacks/Dockerfile", err)
 	}
 	return Plan{
-		Kind:           "nixpacks",
 		ContextDir:     src.Dir,
 		DockerfileDir:  dfDir,
 		DockerfileName: "Dockerfile",
-		Detected:       detected,
+		Hints:          hints,
 	}, nil
+}
+
+// planJSON runs `nixpacks plan DIR --format json`, which reads the
+// directory and writes nothing.
+func (n Nixpacks) planJSON(ctx context.Context, src Source) ([]byte, error) {
+	if _, err := exec.LookPath(n.bin()); err != nil {
+		return nil, fmt.Errorf("nixpacks is not installed")
+	}
+	args := []string{"plan", src.Dir, "--format", "json", "--env", portEnv}
+	if src.BuildCommand != "" {
+		args = append(args, "--build-cmd", src.BuildCommand)
+	}
+	if src.StartCommand != "" {
+		args = append(args, "--start-cmd", src.StartCommand)
+	}
+	return n.run(ctx, nil, args...)
 }
 
 // run executes nixpacks with a minimal environment: the runner's own holds

@@ -13,16 +13,18 @@ func TestStartCommandOverrideReachesThePlanAndThePort(t *testing.T) {
 	invocations := recordInvocations(t)
 	dir := app(t, map[string]string{"main.py": "import fastapi\n", "requirements.txt": "fastapi\nuvicorn\n"})
 	eightThousand := 8000
-	p, log, err := nixpacksPlan(t, Nixpacks{Bin: standin}, Source{
+	src := Source{
 		Dir:          dir,
 		Detected:     detect.Result{Framework: "fastapi", Port: &eightThousand},
 		StartCommand: "uvicorn main:app --host 0.0.0.0 --port 9001",
-	})
+	}
+	p, log, err := nixpacksPlan(t, Nixpacks{Bin: standin}, src)
 	if err != nil {
 		t.Fatalf("Plan: %v\nlog:\n%s", err, log)
 	}
-	if p.Detected.Port == nil || *p.Detected.Port != 9001 || p.Detected.Framework != "fastapi" {
-		t.Errorf("detected = port %v framework %q; want the override's 9001, label kept", p.Detected.Port, p.Detected.Framework)
+	refined := detect.Refine(src.Detected, p.Hints)
+	if refined.Port == nil || *refined.Port != 9001 || refined.Framework != "fastapi" {
+		t.Errorf("refined = port %v framework %q; want the override's 9001, label kept", refined.Port, refined.Framework)
 	}
 	plan := invocations()[0]
 	if plan.Args[0] != "plan" || !slices.Contains(plan.Args, "--start-cmd") {

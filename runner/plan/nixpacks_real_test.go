@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alternatefutures/af-builder/runner/detect"
 )
 
 // The stand-in proves the runner uses the CLI as documented; this test keeps
@@ -35,7 +37,7 @@ func TestRealNixpacksWritesADockerfileForANodeApp(t *testing.T) {
 	if !strings.Contains(string(df), "FROM ") || !strings.Contains(string(df), "PORT") {
 		t.Errorf("the generated Dockerfile has no FROM or lacks PORT:\n%s", df)
 	}
-	if p.Detected.StartCommand == "" {
+	if detect.Refine(detect.Result{}, p.Hints).StartCommand == "" {
 		t.Errorf("nixpacks plan gave no start command")
 	}
 }

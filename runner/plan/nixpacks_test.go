@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alternatefutures/af-builder/runner/detect"
 	"github.com/alternatefutures/af-builder/runner/failure"
 )
 
@@ -125,7 +126,7 @@ func TestNixpacksPassesOverridesAndCacheKey(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("nixpacks args =\n%q\nwant\n%q", got, want)
 	}
-	if p.Kind != "nixpacks" || p.ContextDir != dir || p.DockerfileDir != filepath.Join(dir, ".nixpacks") || p.DockerfileName != "Dockerfile" {
+	if p.ContextDir != dir || p.DockerfileDir != filepath.Join(dir, ".nixpacks") || p.DockerfileName != "Dockerfile" {
 		t.Errorf("plan = %+v", p)
 	}
 	df, err := os.ReadFile(filepath.Join(dir, ".nixpacks", "Dockerfile"))
@@ -160,8 +161,8 @@ func TestNixpacksWithoutOverridesPassesNoCommandFlags(t *testing.T) {
 		}
 	}
 	// The plan subcommand ran first and refined detection with its start command.
-	if invs[0].Args[0] != "plan" || p.Detected.StartCommand != "sh start.sh" {
-		t.Errorf("first run %q, detected start %q; want nixpacks plan's start command used", invs[0].Args, p.Detected.StartCommand)
+	if invs[0].Args[0] != "plan" || detect.Refine(detect.Result{}, p.Hints).StartCommand != "sh start.sh" {
+		t.Errorf("first run %q, detected start %q; want nixpacks plan's start command used", invs[0].Args, detect.Refine(detect.Result{}, p.Hints).StartCommand)
 	}
 }
 

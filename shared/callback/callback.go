@@ -60,6 +60,10 @@ type Payload struct {
 	CacheHit    bool `json:"cacheHit,omitempty"`
 	CachedSteps int  `json:"cachedSteps,omitempty"`
 	Steps       int  `json:"steps,omitempty"`
+	// Planner is the planner that wrote the build's Dockerfile (dockerfile,
+	// template, nixpacks) and PlannerReason why it was chosen.
+	Planner       string `json:"planner,omitempty"`
+	PlannerReason string `json:"plannerReason,omitempty"`
 }
 
 // MarshalJSON caps the log tail and error message, and writes detectedPort as

@@ -48,6 +48,11 @@ type Env struct {
 	BuildNetwork      string        `env:"BUILD_NETWORK"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
+	// Builder chooses the planner: auto, dockerfile, template or nixpacks.
+	Builder string `env:"BUILDER, default=auto"`
+	// TargetPlatform is the platform images are built for.
+	TargetPlatform string     `env:"TARGET_PLATFORM, default=linux/amd64"`
+	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
 	// BuildBackend is what builds and pushes the image: BackendDocker (the
 	// Engine API at DOCKER_HOST; empty means this) or BackendBuildKit (a
 	// buildkitd at BUILDKIT_HOST).
@@ -233,6 +238,7 @@ func (e *Env) Normalize() error {
 	default:
 		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
 	}
+	e.normalizePlanner(check)
 	switch e.BuildBackend {
 	case "", BackendDocker:
 	case BackendBuildKit:
@@ -346,6 +352,8 @@ func (e Env) Vars() []Var {
 		{Name: "REPO_NAME", Value: e.RepoName},
 		{Name: "DOCKER_HOST", Value: e.DockerHost},
 		{Name: "BUILD_NETWORK", Value: e.BuildNetwork},
+		{Name: "BUILDER", Value: e.Builder},
+		{Name: "TARGET_PLATFORM", Value: e.TargetPlatform},
 		{Name: "BUILD_BACKEND", Value: e.BuildBackend},
 		{Name: "BUILDKIT_HOST", Value: e.BuildkitHost},
 		{Name: "CACHE", Value: e.Cache},
@@ -353,6 +361,7 @@ func (e Env) Vars() []Var {
 		{Name: "CACHE_BRANCH", Value: e.CacheBranch},
 		{Name: "CACHE_DEFAULT_BRANCH", Value: e.CacheDefaultBranch},
 	}
+	vs = append(vs, e.BaseImages.vars()...)
 	if e.BuildCommand != "" {
 		vs = append(vs, Var{Name: "BUILD_COMMAND_B64", Value: base64.StdEncoding.EncodeToString([]byte(e.BuildCommand))})
 	}

@@ -51,6 +51,10 @@ func completeVars() map[string]string {
 		"BUILD_NETWORK":       "host",
 		"LOG_STREAM_INTERVAL": "2s",
 		"BUILD_TIMEOUT":       "45m",
+		"BUILDER":             "template",
+		"TARGET_PLATFORM":     "linux/arm64",
+		"BASE_IMAGE_MIRROR":   "127.0.0.1:5000/standin",
+		"BASE_IMAGE_NODE":     "af-standin/node:18-bookworm",
 
 		"BUILD_BACKEND":        "buildkit",
 		"BUILDKIT_HOST":        "unix:///run/buildkit/buildkitd.sock",
@@ -119,6 +123,9 @@ func TestLoadCompleteEnv(t *testing.T) {
 		BuildNetwork:      "host",
 		LogStreamInterval: 2 * time.Second,
 		BuildTimeout:      45 * time.Minute,
+		Builder:           "template",
+		TargetPlatform:    "linux/arm64",
+		BaseImages:        contract.BaseImages{Mirror: "127.0.0.1:5000/standin", Node: "af-standin/node:18-bookworm"},
 
 		BuildBackend:       "buildkit",
 		BuildkitHost:       "unix:///run/buildkit/buildkitd.sock",
@@ -150,6 +157,46 @@ func TestLoadDefaults(t *testing.T) {
 	if got.BuildCommand != "" || got.StartCommand != "" || got.RegistryUser != "" || got.BuildNetwork != "" {
 		t.Errorf("optional fields set without their variables: %#v", got)
 	}
+	if got.Builder != "auto" || got.TargetPlatform != "linux/amd64" || got.BaseImages != (contract.BaseImages{}) {
+		t.Errorf("planner defaults = %q %q %+v, want auto, linux/amd64 and no base image settings", got.Builder, got.TargetPlatform, got.BaseImages)
+	}
+}
+
+func TestLoadRefusesBadPlannerSettings(t *testing.T) {
+	vars := requiredVars()
+	vars["BUILDER"] = "buildpacks"
+	vars["TARGET_PLATFORM"] = "windows/amd64"
+	vars["BASE_IMAGE_MIRROR"] = "mirror.example/"
+	vars["BASE_IMAGE_PYTHON"] = "Not An Image"
+	_, err := load(t, vars)
+	want := []string{"BUILDER", "TARGET_PLATFORM", "BASE_IMAGE_MIRROR", "BASE_IMAGE_PYTHON"}
+	if got := fieldsOf(t, err); !sameSet(got, want) {
+		t.Errorf("invalid fields = %v, want %v", got, want)
+	}
+}
+
+func TestPlannerSettingsTravelToTheRunner(t *testing.T) {
+	env, err := load(t, completeVars())
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := load(t, envMap(env.Environ()))
+	if err != nil {
+		t.Fatalf("Load of Environ: %v", err)
+	}
+	if back.Builder != env.Builder || back.TargetPlatform != env.TargetPlatform || back.BaseImages != env.BaseImages {
+		t.Errorf("after Environ and Load: %q %q %+v, want %q %q %+v", back.Builder, back.TargetPlatform, back.BaseImages,
+			env.Builder, env.TargetPlatform, env.BaseImages)
+	}
+}
+
+func envMap(kvs []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
 }
 
 func TestLoadDecodesCommandsInEitherBase64Alphabet(t *testing.T) {

@@ -2,7 +2,7 @@
 // installed on the test machines. It honours the part of the real CLI the
 // runner uses, with the same arguments and outputs:
 //
-//	nixpacks build DIR --out OUT [--build-cmd CMD] [--start-cmd CMD] [--cache-key KEY] [--env K=V]...
+//	nixpacks build DIR --out OUT [--build-cmd CMD] [--start-cmd CMD] [--cache-key KEY] [--platform P] [--env K=V]...
 //	    writes OUT/.nixpacks/Dockerfile and exits 0, or exits 1 with
 //	    "Error: No start command could be found" like the real one
 //	nixpacks plan DIR --format json [--env K=V]...
@@ -35,6 +35,9 @@ func main() {
 	startCmd := fs.String("start-cmd", "", "")
 	cacheKey := fs.String("cache-key", "", "")
 	format := fs.String("format", "", "")
+	// The real CLI takes --platform for the image it builds; with --out it
+	// only writes the Dockerfile, which the engine then builds for that platform.
+	fs.String("platform", "", "")
 	var envs envFlag
 	fs.Var(&envs, "env", "")
 	if err := fs.Parse(os.Args[3:]); err != nil {

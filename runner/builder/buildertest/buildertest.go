@@ -126,6 +126,7 @@ func buildsAndPushes(t *testing.T, h Harness) {
 	dir := app(t, "FROM "+h.BaseImage+"\nCOPY hello.txt /hello.txt\nRUN echo built-at-step-two && cat /hello.txt > /copy.txt\n",
 		map[string]string{"hello.txt": "hello from the suite\n"})
 	req := request(t, h, dir, "suite/plain")
+	req.Platform = "linux/amd64"
 	b := h.NewBuilder(t)
 	ctx := testCtx(t, 5*time.Minute)
 	var out bytes.Buffer
@@ -143,6 +144,9 @@ func buildsAndPushes(t *testing.T, h Harness) {
 		if !strings.Contains(got, want) {
 			t.Errorf("build output lacks %q:\n%s", want, got)
 		}
+	}
+	if res.Platform != "linux/amd64" {
+		t.Errorf("built for %q, want the target platform linux/amd64 read back from the image", res.Platform)
 	}
 	if res.Steps.Total != 2 || res.Steps.Cached != 0 {
 		t.Errorf("steps = %+v, want 2 steps, none cached, on a new builder", res.Steps)

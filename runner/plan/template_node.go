@@ -1,0 +1,312 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// nodePackage is the part of package.json the Node template reads.
+type nodePackage struct {
+	Main            string            `json:"main"`
+	Scripts         map[string]string `json:"scripts"`
+	Dependencies    map[string]string `json:"dependencies"`
+	DevDependencies map[string]string `json:"devDependencies"`
+	Engines         map[string]string `json:"engines"`
+}
+
+func (p *nodePackage) has(dep string) bool {
+	_, a := p.Dependencies[dep]
+	_, b := p.DevDependencies[dep]
+	return a || b
+}
+
+// nodePM is how one package manager installs and runs scripts.
+type nodePM struct {
+	// lockfiles are copied (when present) with package.json before the install.
+	lockfiles []string
+	// extra are config files and directories the install needs, copied when present.
+	extra []string
+	// setup prepares the package manager (corepack), once per stage.
+	setup string
+	// install installs every dependency from the lockfile; prod only the
+	// production ones ("" when the package manager cannot: the runtime then
+	// keeps the build's).
+	install, installNoLock, prod, prodNoLock string
+	run                                      string
+	cache                                    cache
+}
+
+var nodePMs = map[string]nodePM{
+	"npm": {
+		lockfiles: []string{"package-lock.json", "npm-shrinkwrap.json"},
+		extra:     []string{".npmrc"},
+		install:   "npm ci", installNoLock: "npm install",
+		prod: "npm ci --omit=dev", prodNoLock: "npm install --omit=dev",
+		run:   "npm run",
+		cache: cache{"npm", "/root/.npm", false},
+	},
+	"pnpm": {
+		lockfiles: []string{"pnpm-lock.yaml"},
+		extra:     []string{".npmrc", "pnpm-workspace.yaml"},
+		setup:     "corepack enable",
+		install:   "pnpm install --frozen-lockfile --store-dir /pnpm/store", installNoLock: "pnpm install --store-dir /pnpm/store",
+		prod: "pnpm install --frozen-lockfile --prod --store-dir /pnpm/store", prodNoLock: "pnpm install --prod --store-dir /pnpm/store",
+		run:   "pnpm run",
+		cache: cache{"pnpm", "/pnpm/store", false},
+	},
+	"yarn": {
+		lockfiles: []string{"yarn.lock"},
+		extra:     []string{".npmrc", ".yarnrc"},
+		install:   "yarn install --frozen-lockfile --cache-folder /yarn-cache", installNoLock: "yarn install --cache-folder /yarn-cache",
+		prod: "yarn install --frozen-lockfile --production --cache-folder /yarn-cache", prodNoLock: "yarn install --production --cache-folder /yarn-cache",
+		run:   "yarn run",
+		cache: cache{"yarn", "/yarn-cache", false},
+	},
+	"yarn-berry": {
+		lockfiles: []string{"yarn.lock"},
+		extra:     []string{".yarnrc.yml", ".yarn"},
+		setup:     "corepack enable",
+		install:   "yarn install --immutable", installNoLock: "yarn install",
+		// Berry prunes only with the workspace-tools plugin in older
+		// versions: the runtime keeps the build's dependencies.
+		run:   "yarn run",
+		cache: cache{"yarn-berry", "/root/.yarn/berry/cache", false},
+	},
+	"bun": {
+		lockfiles: []string{"bun.lock", "bun.lockb"},
+		extra:     []string{"bunfig.toml", ".npmrc"},
+		install:   "bun install --frozen-lockfile", installNoLock: "bun install",
+		prod: "bun install --frozen-lockfile --production", prodNoLock: "bun install --production",
+		run:   "bun run",
+		cache: cache{"bun", "/root/.bun/install/cache", false},
+	},
+}
+
+// nodeStatic are SPA frameworks whose build is static files, and where the build puts them.
+var nodeStatic = map[string]string{
+	"vite": "dist", "svelte": "dist", "create-react-app": "build", "astro": "dist", "gatsby": "public",
+}
+
+// node: dependencies from the lockfile in their own stage, the build, a
+// production-only install, and a runtime with the build and those.
+func (b *tbuild) node() error {
+	r, d := b.repo, b.src.Detected
+	data, ok := r.read("package.json")
+	if !ok {
+		return noTemplate("package.json is not readable")
+	}
+	var pkg nodePackage
+	if err := json.Unmarshal(bytes.TrimPrefix(data, []byte{0xEF, 0xBB, 0xBF}), &pkg); err != nil {
+		return noTemplate("package.json does not parse")
+	}
+	pm, ok := nodePMs[d.PackageManager]
+	if !ok {
+		return noTemplate("no template for the %s package manager", nonEmpty(d.PackageManager, "unknown"))
+	}
+	b.rec.Template = "node"
+	imageKey := "node"
+	if d.PackageManager == "bun" {
+		imageKey = "bun"
+	}
+	version := d.Versions["node"]
+	if imageKey == "bun" {
+		version = d.Versions["bun"]
+	}
+	image := b.image(imageKey, version, map[string]int{"node": 1, "bun": 2}[imageKey])
+	b.rec.BaseImage, b.rec.RuntimeImage = image, image
+
+	var lock []string
+	for _, l := range pm.lockfiles {
+		if r.isFile(l) {
+			lock = append(lock, l)
+		}
+	}
+	install, prod := pm.install, pm.prod
+	if len(lock) == 0 {
+		install, prod = pm.installNoLock, pm.prodNoLock
+		b.note("no lockfile: dependencies are resolved afresh on every build; commit %s", pm.lockfiles[0])
+	}
+	b.rec.Install = install
+
+	static, isStatic := nodeStatic[d.Framework]
+	if d.Framework == "astro" && (pkg.has("@astrojs/node")) {
+		isStatic = false
+	}
+	if d.Framework == "sveltekit" && pkg.has("@sveltejs/adapter-static") && !pkg.has("@sveltejs/adapter-node") {
+		static, isStatic = "build", true
+	}
+	buildCmd := ""
+	if pkg.Scripts["build"] != "" {
+		buildCmd = pm.run + " build"
+	}
+	if isStatic && b.src.StartCommand == "" && d.StartCommand == "" {
+		if buildCmd == "" && b.src.BuildCommand == "" {
+			return noTemplate("a %s app without a build script", d.Framework)
+		}
+		return b.nodeStatic(pm, image, lock, install, buildCmd, static)
+	}
+
+	start, standalone, err := b.nodeStart(&pkg, pm)
+	if err != nil {
+		return err
+	}
+	start = b.startCommand(start)
+	if standalone {
+		prod = ""
+	}
+	mounts := []cache{pm.cache}
+	if pm.setup != "" {
+		mounts = append(mounts, cache{"corepack", "/root/.cache/node/corepack", false})
+	}
+
+	df := b.df
+	b.header()
+	b.nodeDeps("deps", image, pm, lock, install, mounts)
+	df.blank()
+	df.line("FROM deps AS build")
+	df.copy("", []string{"."}, "./")
+	df.env("NODE_ENV", "production")
+	buildMounts := mounts
+	if d.Framework == "next" {
+		buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
+		df.env("NEXT_TELEMETRY_DISABLED", "1")
+	}
+	b.buildStep(buildCmd, buildMounts...)
+	if prod != "" {
+		// The runtime gets production dependencies from their own stage.
+		df.run("rm -rf node_modules")
+		df.blank()
+		b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
+	}
+	df.blank()
+	df.from(image, "")
+	df.line("WORKDIR /app")
+	df.env("NODE_ENV", "production", "HOST", "0.0.0.0", "PATH", "/app/node_modules/.bin:$PATH")
+	if standalone {
+		// Next's standalone server binds to HOSTNAME.
+		df.env("HOSTNAME", "0.0.0.0", "NEXT_TELEMETRY_DISABLED", "1")
+		df.copy("--from=build", []string{"/app/.next/standalone"}, "./")
+		df.copy("--from=build", []string{"/app/.next/static"}, "./.next/static")
+		if r.isDir("public") {
+			df.copy("--from=build", []string{"/app/public"}, "./public")
+		}
+	} else {
+		df.copy("--from=build", []string{"/app"}, "./")
+		if prod != "" {
+			df.copy("--from=prod-deps", []string{"/app/node_modules"}, "./node_modules")
+		}
+	}
+	if d.Framework == "next" {
+		// Next writes its image and ISR cache at run time.
+		df.run(fmt.Sprintf("mkdir -p .next/cache && chown -R %s .next/cache", appUser))
+	}
+	b.start(start)
+	return nil
+}
+
+// nodeDeps writes a stage that installs dependencies from the lockfile.
+func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install string, mounts []cache) {
+	df, r := b.df, b.repo
+	df.from(image, stage)
+	df.line("WORKDIR /app")
+	if pm.setup != "" {
+		df.env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0")
+		df.run(pm.setup)
+	}
+	files := append([]string{"package.json"}, lock...)
+	for _, e := range pm.extra {
+		if r.isFile(e) {
+			files = append(files, e)
+		}
+	}
+	df.copy("", files, "./")
+	for _, e := range pm.extra {
+		if r.isDir(e) {
+			df.copy("", []string{e}, "./"+e)
+		}
+	}
+	df.run(install, mounts...)
+}
+
+// nodeStatic builds an SPA and serves its files with Caddy, falling back to
+// index.html for client-side routes.
+func (b *tbuild) nodeStatic(pm nodePM, image string, lock []string, install, buildCmd, outDir string) error {
+	df := b.df
+	b.rec.Template = "static"
+	server := b.image("static", "", 0)
+	b.rec.RuntimeImage = server
+	mounts := []cache{pm.cache}
+	if pm.setup != "" {
+		mounts = append(mounts, cache{"corepack", "/root/.cache/node/corepack", false})
+	}
+	b.header()
+	b.nodeDeps("deps", image, pm, lock, install, mounts)
+	df.blank()
+	df.line("FROM deps AS build")
+	df.copy("", []string{"."}, "./")
+	df.env("NODE_ENV", "production")
+	b.buildStep(buildCmd, mounts...)
+	df.blank()
+	df.from(server, "")
+	df.env("XDG_CONFIG_HOME", "/tmp/caddy", "XDG_DATA_HOME", "/tmp/caddy")
+	df.run(`printf '%s\n' '{' '  admin off' '  auto_https off' '}' ':{$PORT} {' '  root * /srv' '  encode gzip' '  try_files {path} /index.html' '  file_server' '}' > /etc/caddy/Caddyfile`)
+	df.copy("--from=build", []string{"/app/" + outDir + "/"}, "/srv/")
+	cmd := "caddy run --config /etc/caddy/Caddyfile --adapter caddyfile"
+	b.rec.hints.Port, b.rec.hints.PortSource = portOfRuntime(), "Caddy serving the static build on $PORT"
+	b.start(b.startCommand(cmd))
+	return nil
+}
+
+var nextStandalone = regexp.MustCompile(`output\s*:\s*["'\x60]standalone["'\x60]`)
+
+// nodeStart is the template's start command for the framework, and whether
+// the app builds Next's standalone server.
+func (b *tbuild) nodeStart(pkg *nodePackage, pm nodePM) (string, bool, error) {
+	r, d := b.repo, b.src.Detected
+	script := func(name string) string { return strings.TrimSpace(pkg.Scripts[name]) }
+	switch d.Framework {
+	case "next":
+		for _, f := range []string{"next.config.js", "next.config.mjs", "next.config.ts", "next.config.cjs"} {
+			if data, ok := r.read(f); ok && nextStandalone.Match(data) {
+				return "node server.js", true, nil
+			}
+		}
+		if s := script("start"); s != "" {
+			return s, false, nil
+		}
+		return "next start", false, nil
+	case "nuxt", "solid-start", "tanstack-start":
+		return "node .output/server/index.mjs", false, nil
+	case "sveltekit":
+		return "node build", false, nil
+	case "astro":
+		return "node ./dist/server/entry.mjs", false, nil
+	case "nestjs":
+		if s := script("start:prod"); s != "" {
+			return s, false, nil
+		}
+		return "node dist/main", false, nil
+	}
+	if s := script("start"); s != "" {
+		return s, false, nil
+	}
+	runtime := "node"
+	if d.PackageManager == "bun" {
+		runtime = "bun"
+	}
+	if pkg.Main != "" && r.isFile(strings.TrimPrefix(pkg.Main, "./")) {
+		return runtime + " " + strings.TrimPrefix(pkg.Main, "./"), false, nil
+	}
+	if f := r.firstFile("server.js", "index.js", "app.js", "main.js"); f != "" {
+		return runtime + " " + f, false, nil
+	}
+	if runtime == "bun" {
+		if f := r.firstFile("index.ts", "server.ts", "src/index.ts", "src/server.ts"); f != "" {
+			return "bun " + f, false, nil
+		}
+	}
+	return "", false, noTemplate("a %s app with nothing to start: add a start script or set START_COMMAND", d.Framework)
+}
