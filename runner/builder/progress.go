@@ -1,12 +1,14 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/util/progress/progressui"
@@ -77,8 +79,24 @@ func NewProgress(out io.Writer) (*Progress, error) {
 	return p, nil
 }
 
-// SetOutput sends the following lines to w: a push's lines belong to the
-// push phase's log, though they come from the same stream.
+// Detach stops writing to the current output and holds what the display
+// renders next until SetOutput: a phase's writer may be closed once the
+// phase returns, while the stream (one solve for build and push) goes on.
+func (p *Progress) Detach() {
+	// Let the display take what is queued, so the build's last lines land
+	// in the build's log rather than the push's.
+	for i := 0; i < 50 && len(p.ch) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.out.set(&held{})
+}
+
+// held is what the display rendered while detached.
+type held struct{ bytes.Buffer }
+
+// SetOutput sends what Detach held, then the following lines, to w: a
+// push's lines belong to the push phase's log, though they come from the
+// same stream.
 func (p *Progress) SetOutput(w io.Writer) { p.out.set(w) }
 
 // Send records st and queues it for display.
@@ -179,6 +197,9 @@ func (s *switchWriter) Write(b []byte) (int, error) {
 
 func (s *switchWriter) set(w io.Writer) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := s.w.(*held); ok && h.Len() > 0 {
+		_, _ = h.WriteTo(w)
+	}
 	s.w = w
-	s.mu.Unlock()
 }

@@ -241,7 +241,7 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 	}
 	if err != nil {
 		s.stop(err)
-		<-s.done
+		<-s.done // the display is closed: nothing else writes to out
 		progress.ReportCacheImports(out)
 		if ctx.Err() != nil {
 			return builder.Result{}, failure.Wrap(failure.Transient, "build stopped before it finished", err)
@@ -249,6 +249,8 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 		return builder.Result{}, classify(err)
 	}
 	b.s = s
+	// The solve goes on (Push finishes it); out belongs to the build phase.
+	progress.Detach()
 	progress.ReportCacheImports(out)
 	return builder.Result{Platform: s.platform, Steps: progress.Steps()}, nil
 }
