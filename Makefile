@@ -69,7 +69,8 @@ bench:
 # picks some; the Markdown table is left in bin/bench-build.md.
 bench-build: deps
 	@mkdir -p $(BIN)
-	$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md
+	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
+		$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md
 
 # dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
 lambda:

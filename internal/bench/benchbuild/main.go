@@ -25,7 +25,7 @@ func main() {
 	quiet := flag.Bool("q", false, "print only the table")
 	flag.Parse()
 
-	o := buildbench.Options{RunnerBin: *runner, Log: os.Stderr}
+	o := buildbench.Options{RunnerBin: *runner, Log: os.Stderr, Extra: buildbench.NewBuilderMeasures()}
 	if *quiet {
 		o.Log = nil
 	}
