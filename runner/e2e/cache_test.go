@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +20,12 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/alternatefutures/af-builder/internal/testinfra/appcheck"
+	"github.com/alternatefutures/af-builder/internal/testinfra/baseimage"
 	"github.com/alternatefutures/af-builder/internal/testinfra/buildkitd"
 	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
 	gs "github.com/alternatefutures/af-builder/internal/testinfra/gitserver"
+	"github.com/alternatefutures/af-builder/internal/testinfra/realapps"
 	"github.com/alternatefutures/af-builder/internal/testinfra/registry"
 )
 
@@ -112,21 +116,24 @@ func mustSucceed(t *testing.T, res result) {
 
 // depsCached reports whether the log shows the sample app's dependency
 // install as CACHED.
-func depsCached(logs string) bool {
+func depsCached(logs string) bool { return stepsCached(logs, "sh install-deps.sh") }
+
+// stepsCached reports whether the build log shows at least one step whose
+// header contains needle, and every such step CACHED.
+func stepsCached(logs, needle string) bool {
 	lines := strings.Split(logs, "\n")
+	seen := 0
 	for i, l := range lines {
 		_, rest, ok := strings.Cut(l, "build: ")
-		if !ok || !strings.Contains(rest, "sh install-deps.sh") || !strings.HasPrefix(rest, "#") {
+		if !ok || !strings.Contains(rest, needle) || !strings.HasPrefix(rest, "#") || !strings.Contains(rest, "] RUN ") {
 			continue
 		}
 		id, _, _ := strings.Cut(rest, " ")
-		for _, m := range lines[i+1:] {
-			if strings.HasSuffix(m, "build: "+id+" CACHED") {
-				return true
-			}
+		if seen++; !slices.Contains(lines[i+1:], strings.Replace(l, rest, id+" CACHED", 1)) {
+			return false
 		}
 	}
-	return false
+	return seen > 0
 }
 
 // TestRegistryCacheMakesANewBuilderWarm is the BuildKit backend's promise on
@@ -303,5 +310,101 @@ func assertNoSecretInBlobs(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("none of %d registry blobs holds the sample app's deps.txt: the secret scan sees nothing", blobs)
+	}
+}
+
+var mirrored struct {
+	once   sync.Once
+	mirror string
+	err    error
+}
+
+// standInsInRegistry pushes the stand-in base images to the test registry
+// (a buildkitd resolves FROM there) and returns the mirror prefix.
+func standInsInRegistry(t *testing.T) string {
+	t.Helper()
+	needStandIns(t)
+	mirrored.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		imgs, err := baseimage.All()
+		if err != nil {
+			mirrored.err = err
+			return
+		}
+		mirrored.mirror = env.registry.Addr() + "/mirror"
+		mirrored.err = baseimage.Push(ctx, env.daemon.Host(), mirrored.mirror, env.registry.RegistryAuth(), imgs...)
+	})
+	if mirrored.err != nil {
+		t.Fatal(mirrored.err)
+	}
+	return mirrored.mirror
+}
+
+// TestRealAppsAreWarmOnANewBuildKitBuilder builds the Node (Express) and Go
+// apps by their templates cold on one buildkitd, changes one source file,
+// and builds again on a brand-new buildkitd against the same registry: the
+// dependency install comes from the registry cache, and the image answers
+// HTTP.
+func TestRealAppsAreWarmOnANewBuildKitBuilder(t *testing.T) {
+	for _, tc := range []struct {
+		app     realapps.App
+		install string
+	}{
+		{realapps.Express, "npm ci"},
+		{realapps.Go, "go mod download"},
+	} {
+		t.Run(tc.app.Name, func(t *testing.T) {
+			mirror := standInsInRegistry(t)
+			files, err := tc.app.Files()
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo, shas := newRepo(t, files)
+			changed, err := repo.Update("main", tc.app.SourceChange(files, 1), "one source file")
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := func(sha string) (*build, result) {
+				b := newBuild(t, repo, sha)
+				for k, v := range tc.app.BuildEnv(mirror) {
+					b.Env[k] = v
+				}
+				b.Env["CACHE_BRANCH"], b.Env["CACHE_DEFAULT_BRANCH"] = "main", "main"
+				newBuilder(t, "buildkit", b)
+				res := b.run(t)
+				mustSucceed(t, res)
+				return b, res
+			}
+			_, cold := run(shas[0])
+			b, warm := run(changed)
+			logs, _ := warm.Terminal["logs"].(string)
+			if !stepsCached(logs, tc.install) {
+				t.Errorf("%q was not CACHED on the new builder:\n%s", tc.install, logs)
+			}
+			if warm.Terminal["cacheHit"] != true {
+				t.Errorf("SUCCEEDED says cacheHit %v", warm.Terminal["cacheHit"])
+			}
+			t.Logf("cold build phase %v ms, warm on a new builder %v ms",
+				cold.Terminal["phaseTimingsMs"].(map[string]any)["build"], warm.Terminal["phaseTimingsMs"].(map[string]any)["build"])
+			port, _ := warm.Terminal["detectedPort"].(float64)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			c := dockerClient(t)
+			pull, err := c.ImagePull(ctx, b.Tag, client.ImagePullOptions{RegistryAuth: env.registry.RegistryAuth()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pull.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := appcheck.Get(ctx, c, b.Tag, int(port), "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != 200 || !strings.Contains(got.Body, tc.app.Answer) {
+				t.Errorf("GET / on port %v = %d %q, want 200 with %q", port, got.Status, got.Body, tc.app.Answer)
+			}
+		})
 	}
 }
