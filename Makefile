@@ -41,7 +41,7 @@ unit:
 	$(GO) test -short -count=1 $(PKGS)
 
 e2e: deps
-	$(GO) test -count=1 -v -timeout 45m ./runner/e2e/
+	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) $(GO) test -count=1 -v -timeout 45m ./runner/e2e/
 
 # The whole system on this machine: a signed push webhook into dispatch (local
 # executor), a build pushed to a local registry, the image run and asked for its
