@@ -47,7 +47,16 @@ type vertex struct {
 	cached    bool
 	completed bool
 	err       string
+	// pulled: the vertex fetched layers of its own; logged: its process
+	// wrote output. A step whose result BuildKit loads from a registry
+	// cache when a later step needs its files is shown pulling and
+	// extracting its layers, without output and often without the cached
+	// flag: it was not run.
+	pulled, logged bool
 }
+
+// fromCache reports whether the step's result came from a cache.
+func (v *vertex) fromCache() bool { return v.cached || (v.pulled && !v.logged && v.err == "") }
 
 // NewProgress starts rendering to out.
 func NewProgress(out io.Writer) (*Progress, error) {
@@ -116,6 +125,16 @@ func (p *Progress) Send(ctx context.Context, st *bkclient.SolveStatus) error {
 			rec.err = v.Error
 		}
 	}
+	for _, s := range st.Statuses {
+		if rec, ok := p.vertexs[s.Vertex]; ok && (strings.HasPrefix(s.ID, "extracting ") || strings.HasPrefix(s.ID, "sha256:")) {
+			rec.pulled = true
+		}
+	}
+	for _, l := range st.Logs {
+		if rec, ok := p.vertexs[l.Vertex]; ok {
+			rec.logged = true
+		}
+	}
 	p.mu.Unlock()
 	select {
 	case p.ch <- st:
@@ -147,7 +166,7 @@ func (p *Progress) Steps() Steps {
 			continue
 		}
 		s.Total++
-		if v.cached {
+		if v.fromCache() {
 			s.Cached++
 		}
 	}
@@ -173,9 +192,18 @@ func (p *Progress) Failures(prefix string) []Failure {
 }
 
 // ReportCacheImports writes one line per cache reference that could not be
-// imported (the first build of a branch has none yet); the build goes on
-// without it either way.
+// imported (the first build of a branch has none yet), and one per step
+// loaded from the registry cache that BuildKit's own lines show only as
+// layers pulled; the build goes on without the cache either way.
 func (p *Progress) ReportCacheImports(out io.Writer) {
+	p.mu.Lock()
+	for _, d := range p.order {
+		v := p.vertexs[d]
+		if !v.cached && v.fromCache() && dockerfileStep.MatchString(v.name) {
+			fmt.Fprintf(out, "cache: %s: CACHED (layers pulled from the registry cache, not run)\n", v.name)
+		}
+	}
+	p.mu.Unlock()
 	const prefix = "importing cache manifest from "
 	for _, f := range p.Failures(prefix) {
 		ref := strings.TrimPrefix(f.Name, prefix)

@@ -42,14 +42,29 @@ func TestStepsCountDockerfileInstructionsButNotFROMOrInternals(t *testing.T) {
 	if err := p.Send(ctx, &bkclient.SolveStatus{Vertexes: []*bkclient.Vertex{vtx("[deps 3/3] RUN npm ci", true, "")}}); err != nil {
 		t.Fatal(err)
 	}
+	// A step loaded from the registry cache when a later one needs its
+	// files: its layers pulled, no output, no cached flag. And one that ran.
+	pulledRun, ranRun := vtx("[stage-1 4/5] RUN npm prune", false, ""), vtx("[stage-1 5/5] RUN echo hi", false, "")
+	if err := p.Send(ctx, &bkclient.SolveStatus{
+		Vertexes: []*bkclient.Vertex{pulledRun, ranRun},
+		Statuses: []*bkclient.VertexStatus{
+			{ID: "sha256:0fcea66c9952658ba711d3d9ec87c113bc8d4e1fac472819be9428c3e8f8e518", Vertex: pulledRun.Digest},
+			{ID: "extracting sha256:0fcea66c9952658ba711d3d9ec87c113bc8d4e1fac472819be9428c3e8f8e518", Vertex: pulledRun.Digest},
+			{ID: "sha256:1111111111111111111111111111111111111111111111111111111111111111", Vertex: ranRun.Digest},
+		},
+		Logs: []*bkclient.VertexLog{{Vertex: ranRun.Digest, Data: []byte("hi\n")}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	p.Close()
 
-	if got := p.Steps(); got != (Steps{Total: 4, Cached: 3}) || !got.CacheHit() {
-		t.Errorf("steps = %+v, want 4 steps (FROM excluded), 3 cached", got)
+	if got := p.Steps(); got != (Steps{Total: 6, Cached: 4}) || !got.CacheHit() {
+		t.Errorf("steps = %+v, want 6 steps (FROM excluded), 4 from a cache", got)
 	}
 	var lines bytes.Buffer
 	p.ReportCacheImports(&lines)
-	want := "cache: not used: r/app:buildcache-dev-0a1b2c3d: not found (building without it)\n"
+	want := "cache: [stage-1 4/5] RUN npm prune: CACHED (layers pulled from the registry cache, not run)\n" +
+		"cache: not used: r/app:buildcache-dev-0a1b2c3d: not found (building without it)\n"
 	if lines.String() != want {
 		t.Errorf("cache lines = %q, want %q", lines.String(), want)
 	}

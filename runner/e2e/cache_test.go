@@ -128,8 +128,10 @@ func stepsCached(logs, needle string) bool {
 		if !ok || !strings.Contains(rest, needle) || !strings.HasPrefix(rest, "#") || !strings.Contains(rest, "] RUN ") {
 			continue
 		}
-		id, _, _ := strings.Cut(rest, " ")
-		if seen++; !slices.Contains(lines[i+1:], strings.Replace(l, rest, id+" CACHED", 1)) {
+		id, header, _ := strings.Cut(rest, " ")
+		seen++
+		if !slices.Contains(lines[i+1:], strings.Replace(l, rest, id+" CACHED", 1)) &&
+			!slices.Contains(lines, strings.Replace(l, rest, "cache: "+header+": CACHED (layers pulled from the registry cache, not run)", 1)) {
 			return false
 		}
 	}
