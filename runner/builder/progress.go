@@ -199,7 +199,7 @@ func (p *Progress) ReportCacheImports(out io.Writer) {
 	p.mu.Lock()
 	for _, d := range p.order {
 		v := p.vertexs[d]
-		if !v.cached && v.fromCache() && dockerfileStep.MatchString(v.name) {
+		if m := dockerfileStep.FindStringSubmatch(v.name); m != nil && !strings.EqualFold(m[1], "FROM") && !v.cached && v.fromCache() {
 			fmt.Fprintf(out, "cache: %s: CACHED (layers pulled from the registry cache, not run)\n", v.name)
 		}
 	}
