@@ -53,6 +53,9 @@ type vertex struct {
 	// extracting its layers, without output and often without the cached
 	// flag: it was not run.
 	pulled, logged bool
+	// lastCached is the cached flag of the latest update, what the plain
+	// display shows last (CACHED, or DONE after a pull).
+	lastCached bool
 }
 
 // fromCache reports whether the step's result came from a cache.
@@ -120,6 +123,7 @@ func (p *Progress) Send(ctx context.Context, st *bkclient.SolveStatus) error {
 		}
 		rec.name = v.Name
 		rec.cached = rec.cached || v.Cached
+		rec.lastCached = v.Cached
 		rec.completed = rec.completed || v.Completed != nil
 		if v.Error != "" {
 			rec.err = v.Error
@@ -199,7 +203,7 @@ func (p *Progress) ReportCacheImports(out io.Writer) {
 	p.mu.Lock()
 	for _, d := range p.order {
 		v := p.vertexs[d]
-		if m := dockerfileStep.FindStringSubmatch(v.name); m != nil && !strings.EqualFold(m[1], "FROM") && !v.cached && v.fromCache() {
+		if m := dockerfileStep.FindStringSubmatch(v.name); m != nil && !strings.EqualFold(m[1], "FROM") && !v.lastCached && v.fromCache() {
 			fmt.Fprintf(out, "cache: %s: CACHED (layers pulled from the registry cache, not run)\n", v.name)
 		}
 	}
