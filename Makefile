@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube bench bench-dispatch clean lambda image fuzz
+.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-build bench-dispatch clean lambda image fuzz
 
 all: build
 
@@ -25,16 +25,23 @@ deps-race:
 kube:
 	bash tools/kube/build.sh
 
-# Every test: unit, the real Kubernetes API tests, and the end-to-end suite
-# against a real dockerd, registry and git server.
+# buildkitd for the BuildKit backend's tests, built from the module proxy at
+# go.mod's buildkit version; cached under ~/.cache/af-builder/buildkitd.
+buildkitd:
+	bash tools/buildkitd/build.sh
+
+# Every test: unit, the real Kubernetes API tests, the builder suite on both
+# backends (dockerd and buildkitd), and the end-to-end suite against a real
+# dockerd, buildkitd, registry and git server.
 test: deps-race
-	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
+		$(GO) test -race -count=1 -timeout 45m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
 
 e2e: deps
-	$(GO) test -count=1 -v -timeout 30m ./runner/e2e/
+	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) $(GO) test -count=1 -v -timeout 45m ./runner/e2e/
 
 # The production path on a real single-node Kubernetes (internal/e2enode):
 # dispatch serve with EXECUTOR=kubernetes, Jobs run by a kubelet on
@@ -75,6 +82,16 @@ bench:
 # included; prints throughput, p50/p99 and apiserver requests per build.
 bench-dispatch:
 	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -run '^$$' -bench BenchmarkDispatchLoad -benchtime 1x -timeout 20m ./functions/dispatch/
+
+# Each real app (Express, Go, Flask, the default create-next-app project)
+# built by its template through the runner: cold on a fresh dockerd, then warm
+# with one source file changed; prints cold, warm, ratio and image size. Needs
+# root and the network to the npm registry and Go module proxy. APPS=nextjs
+# picks some; the Markdown table is left in bin/bench-build.md.
+bench-build: deps
+	@mkdir -p $(BIN)
+	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
+		$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md
 
 # dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
 lambda:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: a Docker engine, a
-# registry, a static busybox for base images, git, and Node.js with npm (the
-# TypeScript client's test). With --race also a C
+# registry, a static busybox and debootstrap for base images, git, and Node.js
+# with npm (the TypeScript client's test). With --race also a C
 # toolchain: `go test -race` needs cgo, and without gcc Go turns cgo off.
 # With --node also what the single-node Kubernetes of `make e2e-node` runs
 # on: containerd, runc and the CNI plugins (loopback).
@@ -17,6 +17,10 @@ have git              || need+=(git)
 # Node runs the TypeScript client's test (clients/typescript); npm fetches tsc.
 have node || have nodejs || need+=(nodejs)
 have npm              || need+=(npm)
+# The stand-in base images of the real-app tests: a Debian root filesystem
+# (debootstrap, its keyring) with packages installed in a chroot.
+have debootstrap      || need+=(debootstrap)
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 for arg in "$@"; do
   case "$arg" in

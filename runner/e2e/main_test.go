@@ -34,8 +34,10 @@ var env struct {
 	binDir    string // holds the nixpacks stand-in, named nixpacks
 	daemon    *dockerd.Daemon
 	registry  *registry.Registry
-	git       *gitserver.Server
-	sink      *callbacksink.Sink
+	// registryDir is the registry's storage, scanned blob by blob for secrets.
+	registryDir string
+	git         *gitserver.Server
+	sink        *callbacksink.Sink
 }
 
 func TestMain(m *testing.M) {
@@ -54,6 +56,9 @@ func TestMain(m *testing.M) {
 
 func setUp(m *testing.M) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// The services live as long as the suite: each stops when the context
+	// it was started with ends, and the suite runs longer than set-up may.
+	svc := context.Background()
 	defer cancel()
 	tmp, err := os.MkdirTemp("", "af-e2e-")
 	if err != nil {
@@ -62,6 +67,7 @@ func setUp(m *testing.M) (int, error) {
 	defer os.RemoveAll(tmp)
 
 	env.binDir = filepath.Join(tmp, "bin")
+	env.registryDir = filepath.Join(tmp, "registry")
 	env.runnerBin = filepath.Join(env.binDir, "runner")
 	for out, pkg := range map[string]string{
 		env.runnerBin:                         "github.com/alternatefutures/af-builder/runner",
@@ -82,27 +88,30 @@ func setUp(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if env.daemon, err = dockerd.FromEnv(ctx, dockerd.Options{DataRoot: dataRoot}); err != nil {
+	if env.daemon, err = dockerd.FromEnv(svc, dockerd.Options{DataRoot: dataRoot}); err != nil {
 		return 0, err
 	}
 	defer env.daemon.Stop()
 	if err := dockerd.ImportBusybox(ctx, env.daemon.Host(), baseImage); err != nil {
 		return 0, err
 	}
-	if env.registry, err = registry.Start(ctx, registry.Options{User: "af-push", Password: registryPass}); err != nil {
+	if env.registry, err = registry.Start(svc, registry.Options{User: "af-push", Password: registryPass, Dir: env.registryDir}); err != nil {
 		return 0, err
 	}
 	defer env.registry.Stop()
-	if env.git, err = gitserver.Start(ctx, gitserver.Options{Token: gitToken}); err != nil {
+	if env.git, err = gitserver.Start(svc, gitserver.Options{Token: gitToken}); err != nil {
 		return 0, err
 	}
 	defer env.git.Stop()
-	if env.sink, err = callbacksink.Start(ctx, callbacksink.Options{Secret: []byte(callbackSecret)}); err != nil {
+	if env.sink, err = callbacksink.Start(svc, callbacksink.Options{Secret: []byte(callbackSecret)}); err != nil {
 		return 0, err
 	}
 	defer env.sink.Stop()
 
 	code := m.Run()
+	if other.reg != nil {
+		_ = other.reg.Stop()
+	}
 	if code == 0 {
 		if err := scanForSecrets(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)

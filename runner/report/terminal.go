@@ -52,6 +52,9 @@ func Outcome(ctx context.Context, env contract.Env, out pipeline.Outcome, err er
 			DetectedPort:      out.Detected.Port,
 			ImageDigest:       out.ImageDigest,
 			PhaseTimingsMs:    out.TimingsMs(),
+			CacheHit:          out.Steps.CacheHit(),
+			CachedSteps:       out.Steps.Cached,
+			Steps:             out.Steps.Total,
 			Planner:           out.Planner,
 			PlannerReason:     out.PlannerWhy,
 		}

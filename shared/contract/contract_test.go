@@ -58,6 +58,13 @@ func completeVars() map[string]string {
 		"TARGET_PLATFORM":     "linux/arm64",
 		"BASE_IMAGE_MIRROR":   "127.0.0.1:5000/standin",
 		"BASE_IMAGE_NODE":     "af-standin/node:18-bookworm",
+
+		"BUILD_BACKEND":        "buildkit",
+		"BUILDKIT_HOST":        "unix:///run/buildkit/buildkitd.sock",
+		"CACHE":                "on",
+		"CACHE_REF":            "ghcr.io/af/caches/hello:buildcache",
+		"CACHE_BRANCH":         "feature/login",
+		"CACHE_DEFAULT_BRANCH": "main",
 	}
 }
 
@@ -122,6 +129,13 @@ func TestLoadCompleteEnv(t *testing.T) {
 		Builder:           "template",
 		TargetPlatform:    "linux/arm64",
 		BaseImages:        contract.BaseImages{Mirror: "127.0.0.1:5000/standin", Node: "af-standin/node:18-bookworm"},
+
+		BuildBackend:       "buildkit",
+		BuildkitHost:       "unix:///run/buildkit/buildkitd.sock",
+		Cache:              "on",
+		CacheRef:           "ghcr.io/af/caches/hello:buildcache",
+		CacheBranch:        "feature/login",
+		CacheDefaultBranch: "main",
 		// The _B64 fields are consumed by Load: only the decoded commands remain.
 	}
 	if got != want {
@@ -314,6 +328,13 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 		// to run that long could never report how it ended.
 		{"BUILD_TIMEOUT", "4h", "BUILD_TIMEOUT"},
 		{"BUILD_TIMEOUT", "3h45m", "BUILD_TIMEOUT"},
+		{"BUILD_BACKEND", "kaniko", "BUILD_BACKEND"},
+		{"BUILDKIT_HOST", "", "BUILDKIT_HOST"}, // the buildkit backend needs one
+		{"BUILDKIT_HOST", "/run/buildkit.sock", "BUILDKIT_HOST"},
+		{"CACHE", "maybe", "CACHE"},
+		{"CACHE_REF", "ghcr.io/af/cache", "CACHE_REF"}, // no tag
+		{"CACHE_BRANCH", "a..b", "CACHE_BRANCH"},
+		{"CACHE_DEFAULT_BRANCH", "-main", "CACHE_DEFAULT_BRANCH"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value[:min(len(c.value), 20)], func(t *testing.T) {

@@ -47,6 +47,9 @@ type Request struct {
 	// Builder chooses the runner's planner: auto (default), dockerfile,
 	// template or nixpacks.
 	Builder string `json:"builder,omitempty"`
+	// DefaultBranch is the repository's default branch: a build of another
+	// branch falls back to its layer cache (CACHE_DEFAULT_BRANCH).
+	DefaultBranch string `json:"defaultBranch,omitempty"`
 	// PushedAt orders push builds of a branch (set from the webhook, never
 	// from an API body).
 	PushedAt time.Time `json:"-"`
@@ -174,6 +177,9 @@ var contractFields = map[string]string{
 	"BUILDER":           "builder",
 	"REPO_OWNER":        "repoOwner",
 	"REPO_NAME":         "repoName",
+
+	"CACHE_BRANCH":         "branch",
+	"CACHE_DEFAULT_BRANCH": "defaultBranch",
 }
 
 // Env assembles and validates the contract. A problem with the request
@@ -239,6 +245,8 @@ func (r Request) Env(p Params) (contract.Env, error) {
 		Builder:                r.Builder,
 	}
 	p.Runner.PlannerDefaults.Apply(&env)
+	// The registry layer cache is per branch (runner/cache).
+	env.CacheBranch, env.CacheDefaultBranch = r.Branch, r.DefaultBranch
 	var configErrs []error
 	if validate.RepoOwner(r.RepoOwner) == nil && validate.RepoName(r.RepoName) == nil {
 		clone, source, err := repoURLs(p.GitHubURL, r.RepoOwner, r.RepoName, p.CloneToken)

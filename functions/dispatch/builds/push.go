@@ -125,6 +125,7 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 		Builder:        svc.Builder,
 		ServiceID:      svc.ServiceID,
 		Branch:         p.Branch,
+		DefaultBranch:  p.DefaultBranch,
 		PushedAt:       p.PushedAt,
 	}
 	h, err := s.start(ctx, req, "push", tokens)

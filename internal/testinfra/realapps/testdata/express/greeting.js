@@ -1,0 +1,2 @@
+// The benchmark's warm build changes this file.
+module.exports = { greeting: "hello from express" };

@@ -1,0 +1,2 @@
+# The benchmark's warm build changes this file.
+GREETING = "hello from flask"
