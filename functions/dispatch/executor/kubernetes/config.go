@@ -77,6 +77,11 @@ type Config struct {
 	TerminationGracePeriod time.Duration `env:"K8S_TERMINATION_GRACE_PERIOD, default=2m"`
 
 	Client ClientConfig
+
+	// Backend is the build engine beside the runner: docker (dind) or
+	// buildkit (rootless buildkitd; buildkit.go).
+	Backend  string `env:"BUILD_BACKEND, default=docker"`
+	BuildKit BuildKitConfig
 }
 
 // LoadConfig reads Config from the environment (envconfig.OsLookuper()) and
@@ -162,6 +167,9 @@ func (c Config) Validate() error {
 	}
 	if c.TerminationGracePeriod < minTerminationGrace {
 		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least %s: after SIGTERM the runner stops its build and then takes up to 20s to deliver its final callback", minTerminationGrace)
+	}
+	if err := c.validateBackend(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("kubernetes executor config: %w", errors.Join(errs...))

@@ -249,7 +249,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 						"kubectl.kubernetes.io/default-container": BuilderContainer,
 					},
 				},
-				Spec: podSpec(cfg, name, vars, res),
+				Spec: podSpec(cfg, name, cfg.backendEnv(vars), res),
 			},
 		},
 	}
@@ -389,6 +389,7 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 	for _, s := range cfg.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
+	cfg.applyBackend(&spec, res)
 	return spec
 }
 
