@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps deps-race kube bench clean lambda image
+.PHONY: all build test unit e2e sample demo lint deps deps-race kube buildkitd bench clean lambda image
 
 all: build
 
@@ -25,10 +25,17 @@ deps-race:
 kube:
 	bash tools/kube/build.sh
 
-# Every test: unit, the real Kubernetes API tests, and the end-to-end suite
-# against a real dockerd, registry and git server.
+# buildkitd for the BuildKit backend's tests, built from the module proxy at
+# go.mod's buildkit version; cached under ~/.cache/af-builder/buildkitd.
+buildkitd:
+	bash tools/buildkitd/build.sh
+
+# Every test: unit, the real Kubernetes API tests, the builder suite on both
+# backends (dockerd and buildkitd), and the end-to-end suite against a real
+# dockerd, buildkitd, registry and git server.
 test: deps-race
-	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
+		$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)

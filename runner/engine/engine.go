@@ -35,15 +35,16 @@ func Connect(host string) (*Engine, error) {
 // Close releases the client's connections.
 func (e *Engine) Close() error { return e.cli.Close() }
 
-// WaitReady pings until the engine answers or ctx ends. The dind sidecar
-// takes a few seconds to start, and its readiness probe is not visible to us.
+// WaitReady pings until the engine answers or ctx ends, and says so with
+// its API version. The dind sidecar takes a few seconds to start, and its
+// readiness probe is not visible to us.
 func (e *Engine) WaitReady(ctx context.Context) (string, error) {
 	delay := 100 * time.Millisecond
 	var last error
 	for {
 		res, err := e.cli.Ping(ctx, client.PingOptions{})
 		if err == nil {
-			return res.APIVersion, nil
+			return fmt.Sprintf("Docker engine ready (API %s)", res.APIVersion), nil
 		}
 		last = err
 		t := time.NewTimer(delay)
