@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 // Build backends: the engine the build pod runs beside the runner, chosen by
@@ -14,20 +16,12 @@ import (
 const (
 	// BackendDocker is a privileged docker:dind sidecar driven through the
 	// Docker Engine API. Its namespace needs Pod Security "privileged".
-	BackendDocker = "docker"
+	BackendDocker = contract.BackendDocker
 	// BackendBuildKit is a rootless buildkitd sidecar driven through the
 	// BuildKit client. Nothing in the pod is privileged; with the node-side
 	// profiles of infra/k8s/builder/profiles its namespace needs only
 	// Pod Security "baseline".
-	BackendBuildKit = "buildkit"
-)
-
-// The runner's variables that pick its backend. They are set here rather
-// than through the contract's Env while the runner side lands; the runner
-// reads them under the same names.
-const (
-	envBuildBackend = "BUILD_BACKEND"
-	envBuildKitHost = "BUILDKIT_HOST"
+	BackendBuildKit = contract.BackendBuildKit
 )
 
 const (
@@ -143,24 +137,18 @@ func (c Config) validateBackend() error {
 	return errors.Join(errs...)
 }
 
-// backendEnv adjusts the runner's variables for the backend: with
-// buildkit there is no Docker engine to point at, and RUN steps use
-// buildkitd's network (a rootless daemon always runs them on its own, the
-// pod's, network).
-func (c Config) backendEnv(vars []corev1.EnvVar) []corev1.EnvVar {
+// backendEnv points the runner at the backend dispatch is configured for;
+// whatever the request said about backends would name an engine the pod
+// does not have. With buildkit there is no Docker engine, and RUN steps
+// use buildkitd's network (a rootless daemon always runs them on its own,
+// the pod's, network).
+func (c Config) backendEnv(env *contract.Env) {
 	if c.Backend != BackendBuildKit {
-		return vars
+		env.BuildBackend, env.BuildkitHost = "", ""
+		return
 	}
-	out := make([]corev1.EnvVar, 0, len(vars)+2)
-	for _, v := range vars {
-		if v.Name == "DOCKER_HOST" || v.Name == "BUILD_NETWORK" {
-			continue
-		}
-		out = append(out, v)
-	}
-	return append(out,
-		corev1.EnvVar{Name: envBuildBackend, Value: BackendBuildKit},
-		corev1.EnvVar{Name: envBuildKitHost, Value: BuildKitHost})
+	env.BuildBackend, env.BuildkitHost = contract.BackendBuildKit, BuildKitHost
+	env.DockerHost, env.BuildNetwork = "", ""
 }
 
 // applyBackend swaps the dind sidecar podSpec lays out for a rootless
@@ -195,7 +183,7 @@ func (c Config) applyBackend(spec *corev1.PodSpec, res podResources) {
 		// cannot get a /proc of their own: they share buildkitd's PID
 		// namespace (BuildKit's documented setting for Kubernetes).
 		Args: []string{"--addr=" + BuildKitHost, "--oci-worker-no-process-sandbox"},
-		Env:  []corev1.EnvVar{{Name: envBuildKitHost, Value: BuildKitHost}},
+		Env:  []corev1.EnvVar{{Name: "BUILDKIT_HOST", Value: BuildKitHost}},
 		// The image's user (numeric, so runAsNonRoot can be checked).
 		// Privilege escalation stays allowed and SETUID/SETGID stay in the
 		// bounding set: the setuid newuidmap/newgidmap write the user

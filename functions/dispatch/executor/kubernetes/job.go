@@ -166,6 +166,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	if env.BuildNetwork == "host" {
 		env.BuildNetwork = ""
 	}
+	cfg.backendEnv(&env)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
 	}
@@ -249,7 +250,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 						"kubectl.kubernetes.io/default-container": BuilderContainer,
 					},
 				},
-				Spec: podSpec(cfg, name, cfg.backendEnv(vars), res),
+				Spec: podSpec(cfg, name, vars, res),
 			},
 		},
 	}

@@ -8,8 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
-	"strconv"
+		"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/moby/buildkit/client/llb"
 	"github.com/tonistiigi/fsutil"
 
+	"github.com/alternatefutures/af-builder/internal/testinfra/buildkitd"
 	"github.com/alternatefutures/af-builder/internal/testinfra/syncbuf"
 )
 
@@ -204,21 +204,9 @@ func TestRenderedBuildKitSidecarRunsRootless(t *testing.T) {
 
 func buildkitdBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("AF_BUILDKITD"); p != "" {
-		return p
-	}
-	mod, err := os.ReadFile("../../../../go.mod")
+	p, err := buildkitd.Binary()
 	if err != nil {
 		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^\s*github\.com/moby/buildkit (v\S+)`).FindSubmatch(mod)
-	cache, err := os.UserCacheDir()
-	if err != nil || m == nil {
-		t.Fatalf("cannot locate buildkitd: %v", err)
-	}
-	p := filepath.Join(cache, "af-builder", "buildkitd", string(m[1]), "buildkitd")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s missing: run tools/buildkitd/build.sh (or set AF_BUILDKITD)", p)
 	}
 	return p
 }
