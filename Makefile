@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e sample demo lint deps deps-race kube buildkitd bench clean lambda image
+.PHONY: all build test unit e2e sample demo lint deps deps-race kube buildkitd bench bench-overhead clean lambda image
 
 all: build
 
@@ -58,6 +58,14 @@ sample: deps
 lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The runner against the raw pipeline (git fetch --depth 1 + checkout,
+# docker build, docker push) on a generated 24 MB, 1,900-file repository,
+# same dockerd, registry and git server; prints the ratio (goal: <= 1.05).
+# BENCH_RUNS=N runs of each (default 5). RUNNER=a,b compares several runner
+# binaries in the same runs.
+bench-overhead: deps build
+	$(GO) run ./internal/bench/overhead -runner $(or $(RUNNER),$(BIN)/runner) -n $(or $(BENCH_RUNS),5)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-		"strconv"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
