@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-build bench-dispatch clean lambda image fuzz
+.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-build bench-dispatch bench-overhead clean lambda image fuzz
 
 all: build
 
@@ -73,6 +73,14 @@ lint:
 # testdata/fuzz and are kept as seeds.
 fuzz:
 	bash scripts/fuzz.sh
+
+# The runner against the raw pipeline (git fetch --depth 1 + checkout,
+# docker build, docker push) on a generated 24 MB, 1,900-file repository,
+# same dockerd, registry and git server; prints the ratio (goal: <= 1.05).
+# BENCH_RUNS=N runs of each (default 5). RUNNER=a,b compares several runner
+# binaries in the same runs.
+bench-overhead: deps build
+	$(GO) run ./internal/bench/overhead -runner $(or $(RUNNER),$(BIN)/runner) -n $(or $(BENCH_RUNS),5)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/

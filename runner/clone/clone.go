@@ -68,12 +68,16 @@ func Checkout(ctx context.Context, cloneURL, ref, dir string) (Result, error) {
 	if err != nil {
 		return Result{}, failure.Wrap(failure.Infrastructure, "fetched ref is missing", err)
 	}
-	wt, err := repo.Worktree()
+	commit, err := repo.CommitObject(head.Hash())
 	if err != nil {
-		return Result{}, failure.Wrap(failure.Infrastructure, "cannot open the work tree", err)
+		return Result{}, failure.Wrap(failure.Infrastructure, "fetched commit is unreadable", err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: head.Hash(), Force: true}); err != nil {
-		return Result{}, failure.Wrap(failure.Infrastructure, "checkout failed", err)
+	if err := writeTree(ctx, commit, dir); err != nil {
+		return Result{}, err
+	}
+	// HEAD names the commit, detached, as a checkout leaves it.
+	if err := repo.Storer.SetReference(plumbing.NewHashReference(plumbing.HEAD, head.Hash())); err != nil {
+		return Result{}, failure.Wrap(failure.Infrastructure, "cannot set HEAD", err)
 	}
 	return Result{Dir: dir, CommitSHA: head.Hash().String()}, nil
 }

@@ -166,6 +166,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	if env.BuildNetwork == "host" {
 		env.BuildNetwork = ""
 	}
+	cfg.backendEnv(&env)
 	env.BuildNetwork = cfg.TestNode.buildNetwork(env.BuildNetwork)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
@@ -391,6 +392,7 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 	for _, s := range cfg.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
+	cfg.applyBackend(&spec, res)
 	cfg.TestNode.apply(&spec)
 	return spec
 }
