@@ -55,6 +55,12 @@ func TestMain(m *testing.M) {
 func setUp(m *testing.M) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// The services live as long as the suite, not as long as the set-up's
+	// deadline: each Start stops its service when its context ends, and the
+	// real-app builds take the suite well past five minutes. Each Start
+	// bounds its own start-up wait.
+	life, stop := context.WithCancel(context.Background())
+	defer stop()
 	tmp, err := os.MkdirTemp("", "af-e2e-")
 	if err != nil {
 		return 0, err
@@ -82,22 +88,22 @@ func setUp(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if env.daemon, err = dockerd.FromEnv(ctx, dockerd.Options{DataRoot: dataRoot}); err != nil {
+	if env.daemon, err = dockerd.FromEnv(life, dockerd.Options{DataRoot: dataRoot}); err != nil {
 		return 0, err
 	}
 	defer env.daemon.Stop()
 	if err := dockerd.ImportBusybox(ctx, env.daemon.Host(), baseImage); err != nil {
 		return 0, err
 	}
-	if env.registry, err = registry.Start(ctx, registry.Options{User: "af-push", Password: registryPass}); err != nil {
+	if env.registry, err = registry.Start(life, registry.Options{User: "af-push", Password: registryPass}); err != nil {
 		return 0, err
 	}
 	defer env.registry.Stop()
-	if env.git, err = gitserver.Start(ctx, gitserver.Options{Token: gitToken}); err != nil {
+	if env.git, err = gitserver.Start(life, gitserver.Options{Token: gitToken}); err != nil {
 		return 0, err
 	}
 	defer env.git.Stop()
-	if env.sink, err = callbacksink.Start(ctx, callbacksink.Options{Secret: []byte(callbackSecret)}); err != nil {
+	if env.sink, err = callbacksink.Start(life, callbacksink.Options{Secret: []byte(callbackSecret)}); err != nil {
 		return 0, err
 	}
 	defer env.sink.Stop()
