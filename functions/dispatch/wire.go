@@ -99,6 +99,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		BuildTimeout:      cfg.BuildTimeout,
 		LogStreamInterval: cfg.LogStreamInterval,
 		BuildNetwork:      cfg.BuildNetwork,
+		Planner:           cfg.Planner,
 	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
 	return h, log, cfg, nil
 }
@@ -254,6 +255,7 @@ func render(ctx context.Context, file string, env envconfig.Lookuper, stdin io.R
 		BuildTimeout:      cfg.BuildTimeout,
 		LogStreamInterval: cfg.LogStreamInterval,
 		BuildNetwork:      cfg.BuildNetwork,
+		Planner:           cfg.Planner,
 	}
 	e, err := req.Env(p)
 	if err != nil {

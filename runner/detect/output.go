@@ -31,7 +31,7 @@ func (r Result) LogLines() []string {
 	}
 	lines := []string{b.String()}
 	if r.HasDockerfile {
-		lines = append(lines, "building with the repository's Dockerfile")
+		lines = append(lines, "the repository has a Dockerfile (the plan phase says which planner builds)")
 	}
 	if len(r.Versions) > 0 {
 		var vs []string

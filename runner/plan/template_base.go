@@ -37,14 +37,28 @@ var baseImages = map[string]baseImage{
 	"static":     {lang: "static", repo: "docker.io/library/caddy", fixed: "2-alpine"},
 }
 
-// pinnedDigests pins tags of the table by digest: the digest a tag pointed
-// at when it was recorded (a multi-platform index, so every platform
-// resolves). A tag without a pin (an app declaring a version not listed) is
+// pinnedDigests pins tags of the table by digest: the multi-platform index
+// a tag pointed at when it was recorded, so every platform resolves. They
+// were taken from public Dockerfiles that pin them, each one several
+// independent repositories agree on; Docker Hub cannot be reached from the
+// machine this was written on, so refresh them with `docker buildx
+// imagetools inspect <tag>`. A tag without a pin (a version not listed) is
 // pulled by tag alone, and the build log says so.
 var pinnedDigests = map[string]string{
+	"docker.io/library/node:18-bookworm-slim":     "sha256:f9ab18e354e6855ae56ef2b290dd225c1e51a564f87584b9bd21dd651838830e",
 	"docker.io/library/node:20-bookworm-slim":     "sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0",
+	"docker.io/library/node:22-bookworm-slim":     "sha256:43ac6c60b8f89723f746e8a92ce91abd5017e627ce1ddfe4238355d3a30b772c",
+	"docker.io/library/node:24-bookworm-slim":     "sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d",
+	"docker.io/oven/bun:1-slim":                   "sha256:d56a2534ffd262e92c12fd3249d3924d296d97086da773f821d7d0477435ea04",
+	"docker.io/library/python:3.11-slim-bookworm": "sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b",
 	"docker.io/library/python:3.12-slim-bookworm": "sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254",
+	"docker.io/library/python:3.13-slim-bookworm": "sha256:01f42367a0a94ad4bc17111776fd66e3500c1d87c15bbd6055b7371d39c124fb",
+	"docker.io/library/golang:1.23-bookworm":      "sha256:167053a2bb901972bf2c1611f8f52c44d5fe7e762e5cab213708d82c421614db",
 	"docker.io/library/golang:1.24-bookworm":      "sha256:1a6d4452c65dea36aac2e2d606b01b4a029ec90cc1ae53890540ce6173ea77ac",
+	"docker.io/library/golang:1.25-bookworm":      "sha256:3b4a11519ad929d1e1d261a12cff056f0c85b735253d7d861346b9c6f8b36437",
+	"docker.io/library/rust:1-slim-bookworm":      "sha256:94e9efa4033213dbb70d4f665527e7ece3944ddb7ba1dd2e43f6fd6e2490af58",
+	"docker.io/library/ruby:3.3-slim-bookworm":    "sha256:e76733e94b3a5893e4a141024ef3a583dc10781dc24becebf74f9c9f9a33e3df",
+	"docker.io/library/caddy:2-alpine":            "sha256:5f5c8640aae01df9654968d946d8f1a56c497f1dd5c5cda4cf95ab7c14d58648",
 }
 
 // BaseImages decides where the templates' base images come from.

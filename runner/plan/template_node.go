@@ -107,6 +107,14 @@ func (b *tbuild) node() error {
 		return noTemplate("no template for the %s package manager", nonEmpty(d.PackageManager, "unknown"))
 	}
 	b.rec.Template = "node"
+	if d.PackageManager == "bun" {
+		switch d.Framework {
+		case "bun", "hono", "express", "fastify", "koa", "node", "elysia":
+		default:
+			// Their build tools run on Node, which the Bun image lacks.
+			return noTemplate("a %s app on Bun: its tools need Node as well", d.Framework)
+		}
+	}
 	imageKey := "node"
 	if d.PackageManager == "bun" {
 		imageKey = "bun"
@@ -164,22 +172,30 @@ func (b *tbuild) node() error {
 
 	df := b.df
 	b.header()
-	b.nodeDeps("deps", image, pm, lock, install, mounts)
-	df.blank()
-	df.line("FROM deps AS build")
-	df.copy("", []string{"."}, "./")
-	df.env("NODE_ENV", "production")
-	buildMounts := mounts
-	if d.Framework == "next" {
-		buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
-		df.env("NEXT_TELEMETRY_DISABLED", "1")
-	}
-	b.buildStep(buildCmd, buildMounts...)
-	if prod != "" {
-		// The runtime gets production dependencies from their own stage.
-		df.run("rm -rf node_modules")
-		df.blank()
+	noBuild := buildCmd == "" && b.src.BuildCommand == "" && prod != ""
+	if noBuild {
+		// Nothing to build: production dependencies only, installed once;
+		// the runtime takes the source from the context.
+		b.rec.Install = prod
 		b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
+	} else {
+		b.nodeDeps("deps", image, pm, lock, install, mounts)
+		df.blank()
+		df.line("FROM deps AS build")
+		df.copy("", []string{"."}, "./")
+		df.env("NODE_ENV", "production")
+		buildMounts := mounts
+		if d.Framework == "next" {
+			buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
+			df.env("NEXT_TELEMETRY_DISABLED", "1")
+		}
+		b.buildStep(buildCmd, buildMounts...)
+		if prod != "" {
+			// The runtime gets production dependencies from their own stage.
+			df.run("rm -rf node_modules")
+			df.blank()
+			b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
+		}
 	}
 	df.blank()
 	df.from(image, "")
@@ -194,9 +210,15 @@ func (b *tbuild) node() error {
 			df.copy("--from=build", []string{"/app/public"}, "./public")
 		}
 	} else {
-		df.copy("--from=build", []string{"/app"}, "./")
+		// Dependencies first: a source change leaves their layer, and the
+		// registry's copy of it, as they were.
 		if prod != "" {
 			df.copy("--from=prod-deps", []string{"/app/node_modules"}, "./node_modules")
+		}
+		if noBuild {
+			df.copy("", []string{"."}, "./")
+		} else {
+			df.copy("--from=build", []string{"/app"}, "./")
 		}
 	}
 	if d.Framework == "next" {
@@ -212,6 +234,8 @@ func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install
 	df, r := b.df, b.repo
 	df.from(image, stage)
 	df.line("WORKDIR /app")
+	// Package binaries on PATH, as npm run puts them, for BUILD_COMMAND too.
+	df.env("PATH", "/app/node_modules/.bin:$PATH")
 	if pm.setup != "" {
 		df.env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0")
 		df.run(pm.setup)

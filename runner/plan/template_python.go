@@ -57,19 +57,20 @@ func (b *tbuild) python() error {
 		uv := cache{"uv", "/root/.cache/uv", false}
 		mounts = append(mounts, uv)
 		df.env("UV_PROJECT_ENVIRONMENT", "/venv", "UV_LINK_MODE", "copy", "UV_COMPILE_BYTECODE", "1")
-		df.run("pip install uv", pip)
+		// The tools live in venvs of their own, so /venv holds only the app's packages.
+		df.run("python3 -m venv /opt/uv && /opt/uv/bin/pip install uv", pip)
 		df.copy("", []string{"pyproject.toml", "uv.lock"}, "./")
 		b.rec.Install = "uv sync --frozen --no-dev --no-install-project"
-		df.run(b.rec.Install, uv)
-		installAfterSource = "uv sync --frozen --no-dev"
+		df.run("/opt/uv/bin/"+b.rec.Install, uv)
+		installAfterSource = "/opt/uv/bin/uv sync --frozen --no-dev"
 	case "pipenv":
 		if !r.isFile("Pipfile.lock") {
 			return noTemplate("Pipfile without Pipfile.lock: lock it (pipenv lock) so the install is reproducible")
 		}
-		df.run("pip install pipenv", pip)
+		df.run("python3 -m venv /opt/pipenv && /opt/pipenv/bin/pip install pipenv", pip)
 		df.copy("", []string{"Pipfile", "Pipfile.lock"}, "./")
 		b.rec.Install = "pipenv requirements > /tmp/requirements.txt && pip install -r /tmp/requirements.txt"
-		df.run(b.rec.Install, pip)
+		df.run("/opt/pipenv/bin/"+b.rec.Install, pip)
 	default:
 		return noTemplate("no template for the %s package manager", nonEmpty(d.PackageManager, "unknown"))
 	}

@@ -23,6 +23,34 @@ type BaseImages struct {
 	Static string `env:"STATIC"`
 }
 
+// PlannerDefaults are the operator's settings for how every build plans:
+// the target platform and where template base images come from. Dispatch
+// reads them once and passes them whole into each build's Env.
+type PlannerDefaults struct {
+	TargetPlatform string     `env:"TARGET_PLATFORM"`
+	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
+}
+
+// Validate checks the settings as Normalize would.
+func (d PlannerDefaults) Validate() error {
+	e := Env{TargetPlatform: d.TargetPlatform, BaseImages: d.BaseImages}
+	var errs Errors
+	e.normalizePlanner(func(v string, err error) {
+		if err != nil {
+			errs = append(errs, &FieldError{Var: v, Err: err})
+		}
+	})
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// Apply sets d in e.
+func (d PlannerDefaults) Apply(e *Env) {
+	e.TargetPlatform, e.BaseImages = d.TargetPlatform, d.BaseImages
+}
+
 // Overrides maps each language to its override, leaving out unset ones.
 func (b BaseImages) Overrides() map[string]string {
 	out := map[string]string{}

@@ -19,6 +19,7 @@ import (
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 // Minter mints repository-scoped installation tokens (githubapp.Minter).
@@ -49,6 +50,7 @@ type Config struct {
 	BuildTimeout      time.Duration
 	LogStreamInterval time.Duration
 	BuildNetwork      string
+	Planner           contract.PlannerDefaults
 }
 
 // Deps are the parts the handler drives.

@@ -50,6 +50,7 @@ func (s *Server) params() buildreq.Params {
 		BuildTimeout:      s.cfg.BuildTimeout,
 		LogStreamInterval: s.cfg.LogStreamInterval,
 		BuildNetwork:      s.cfg.BuildNetwork,
+		Planner:           s.cfg.Planner,
 	}
 }
 

@@ -165,6 +165,7 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 		RootDirectory:  svc.RootDirectory,
 		BuildCommand:   svc.BuildCommand,
 		StartCommand:   svc.StartCommand,
+		Builder:        svc.Builder,
 		ServiceID:      svc.ServiceID,
 		Branch:         p.Branch,
 		PushedAt:       p.PushedAt,

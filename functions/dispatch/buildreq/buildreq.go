@@ -45,6 +45,9 @@ type Request struct {
 	// push builds, so a later push supersedes it.
 	ServiceID string `json:"serviceId,omitempty"`
 	Branch    string `json:"branch,omitempty"`
+	// Builder chooses the runner's planner: auto (default), dockerfile,
+	// template or nixpacks.
+	Builder string `json:"builder,omitempty"`
 	// PushedAt orders push builds of a branch (set from the webhook, never
 	// from an API body).
 	PushedAt time.Time `json:"-"`
@@ -131,6 +134,7 @@ type Params struct {
 	BuildTimeout      time.Duration
 	LogStreamInterval time.Duration
 	BuildNetwork      string
+	Planner           contract.PlannerDefaults
 }
 
 // Placeholder stands in for credentials when a request is only validated or
@@ -156,6 +160,7 @@ var contractFields = map[string]string{
 	"BUILD_COMMAND_B64": "buildCommandB64",
 	"START_COMMAND":     "startCommand",
 	"START_COMMAND_B64": "startCommandB64",
+	"BUILDER":           "builder",
 	"REPO_OWNER":        "repoOwner",
 	"REPO_NAME":         "repoName",
 }
@@ -211,7 +216,9 @@ func (r Request) Env(p Params) (contract.Env, error) {
 		BuildNetwork:      p.BuildNetwork,
 		LogStreamInterval: p.LogStreamInterval,
 		BuildTimeout:      p.BuildTimeout,
+		Builder:           r.Builder,
 	}
+	p.Planner.Apply(&env)
 	var configErrs []error
 	if validate.RepoOwner(r.RepoOwner) == nil && validate.RepoName(r.RepoName) == nil {
 		clone, source, err := repoURLs(p.GitHubURL, r.RepoOwner, r.RepoName, p.CloneToken)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 const sha = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
@@ -104,5 +105,32 @@ func TestBuildCarriesTheGroupingOnlyForASHA(t *testing.T) {
 	r.CommitSHA = "main"
 	if b := r.Build(env, "api"); b.CommitSHA != "" {
 		t.Errorf("a branch ref was labelled as a commit: %q", b.CommitSHA)
+	}
+}
+
+func TestBuilderIsTheCallersAndPlannerDefaultsTheOperators(t *testing.T) {
+	req := request()
+	req.Builder = "template"
+	p := params()
+	p.Planner = contract.PlannerDefaults{TargetPlatform: "linux/arm64", BaseImages: contract.BaseImages{Mirror: "mirror.example/hub"}}
+	env, err := req.Env(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Builder != "template" || env.TargetPlatform != "linux/arm64" || env.BaseImages.Mirror != "mirror.example/hub" {
+		t.Errorf("builder %q platform %q mirror %q", env.Builder, env.TargetPlatform, env.BaseImages.Mirror)
+	}
+	if env, err := request().Env(params()); err != nil || env.Builder != "auto" || env.TargetPlatform != "linux/amd64" {
+		t.Errorf("defaults: builder %q platform %q (%v), want auto and linux/amd64", env.Builder, env.TargetPlatform, err)
+	}
+
+	req.Builder = "buildpacks"
+	var inv *buildreq.InvalidError
+	if err := req.Validate(params()); !errors.As(err, &inv) || !slices.Equal(inv.Fields(), []string{"builder"}) {
+		t.Errorf("unknown builder: %v, want the caller's builder field named", err)
+	}
+	p.Planner.TargetPlatform = "windows/amd64"
+	if err := request().Validate(p); err == nil || errors.As(err, &inv) || !strings.Contains(err.Error(), "TARGET_PLATFORM") {
+		t.Errorf("bad platform: %v, want a configuration error naming TARGET_PLATFORM", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/alternatefutures/af-builder/shared/contract"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -115,6 +116,8 @@ type Config struct {
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildNetwork      string        `env:"BUILD_NETWORK"`
+	// Planner: TARGET_PLATFORM and the BASE_IMAGE_* mirror settings.
+	Planner contract.PlannerDefaults
 
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=json"`
@@ -150,6 +153,9 @@ func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(v, msg string) { errs = append(errs, fmt.Errorf("%s %s", v, msg)) }
+	if err := c.Planner.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Executor != "kubernetes" && c.Executor != "local" {
 		bad("EXECUTOR", "must be kubernetes or local")
 	}

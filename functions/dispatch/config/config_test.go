@@ -133,3 +133,23 @@ func TestSecretNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+func TestPlannerSettingsAreReadAndChecked(t *testing.T) {
+	env := valid()
+	env["TARGET_PLATFORM"] = "linux/arm64"
+	env["BASE_IMAGE_MIRROR"] = "127.0.0.1:5000/standin"
+	env["BASE_IMAGE_GO"] = "af-standin/golang:1.24"
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Planner.TargetPlatform != "linux/arm64" || c.Planner.BaseImages.Mirror != "127.0.0.1:5000/standin" || c.Planner.BaseImages.Go != "af-standin/golang:1.24" {
+		t.Errorf("planner settings = %+v", c.Planner)
+	}
+	env["TARGET_PLATFORM"] = "darwin/arm64"
+	env["BASE_IMAGE_MIRROR"] = "mirror.example/"
+	_, err = config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err == nil || !strings.Contains(err.Error(), "TARGET_PLATFORM") || !strings.Contains(err.Error(), "BASE_IMAGE_MIRROR") {
+		t.Errorf("err = %v, want TARGET_PLATFORM and BASE_IMAGE_MIRROR refused by name", err)
+	}
+}

@@ -31,6 +31,7 @@ type StaticService struct {
 	WatchPaths    []string `json:"watchPaths,omitempty"`
 	BuildCommand  string   `json:"buildCommand,omitempty"`
 	StartCommand  string   `json:"startCommand,omitempty"`
+	Builder       string   `json:"builder,omitempty"`
 }
 
 // StaticFile is the file's shape.
@@ -106,6 +107,7 @@ func (s StaticService) service(commit string) Service {
 		WatchPaths:    s.WatchPaths,
 		BuildCommand:  s.BuildCommand,
 		StartCommand:  s.StartCommand,
+		Builder:       s.Builder,
 	}
 }
 

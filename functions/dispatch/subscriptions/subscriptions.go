@@ -37,6 +37,8 @@ type Service struct {
 	WatchPaths    []string `json:"watchPaths,omitempty"`
 	BuildCommand  string   `json:"buildCommand,omitempty"`
 	StartCommand  string   `json:"startCommand,omitempty"`
+	// Builder chooses the runner's planner (BUILDER); empty means auto.
+	Builder string `json:"builder,omitempty"`
 }
 
 // Source looks up the services a push concerns.
@@ -69,6 +71,9 @@ func (s Service) Validate() error {
 		if _, err := validate.Command(c); err != nil {
 			errs = append(errs, fmt.Errorf("%s %w", name, err))
 		}
+	}
+	if err := validate.Builder(s.Builder); err != nil {
+		errs = append(errs, fmt.Errorf("builder %w", err))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("service %q: %w", s.ServiceID, errors.Join(errs...))

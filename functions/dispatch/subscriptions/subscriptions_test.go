@@ -49,6 +49,7 @@ services:
     installationId: 7
     image: ghcr.io/acme/u1--acme-shop-api
     startCommand: ./server
+    builder: template
   - id: other-installation
     repository: acme/shop
     branch: main
@@ -73,7 +74,7 @@ func TestStaticFileAnswersTheServicesTrackingABranch(t *testing.T) {
 	want := []subscriptions.Service{
 		{ServiceID: "web", ImageTag: "ghcr.io/acme/u1--acme-shop-web:0d1a26e67d8f", RootDirectory: "apps/web",
 			WatchPaths: []string{"apps/web/**", "packages/**"}, BuildCommand: "npm run build"},
-		{ServiceID: "api", ImageTag: "ghcr.io/acme/u1--acme-shop-api:0d1a26e67d8f", StartCommand: "./server"},
+		{ServiceID: "api", ImageTag: "ghcr.io/acme/u1--acme-shop-api:0d1a26e67d8f", StartCommand: "./server", Builder: "template"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Lookup =\n%+v\nwant\n%+v", got, want)
@@ -109,6 +110,7 @@ func TestStaticFileMistakesAreReportedAtLoad(t *testing.T) {
 		"only negations":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","watchPaths":["!docs/**"]}`,
 		"two-line command": `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","buildCommand":"a\nb"}`,
 		"string install":   `{"id":"a","repository":"acme/shop","branch":"main","installationId":"seven","image":"ghcr.io/a/b"}`,
+		"unknown builder":  `{"id":"a","repository":"acme/shop","branch":"main","installationId":7,"image":"ghcr.io/a/b","builder":"buildpacks"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := writeFile(t, "subs.json", `{"services":[`+entry+`]}`)
