@@ -106,6 +106,7 @@ type Result struct {
 	// build, push).
 	PhasesMs map[string]float64
 	Tag      string
+	Digest   string
 	Commit   string
 	Planner  string
 	Port     int
@@ -194,6 +195,10 @@ func (h *Harness) measure(ctx context.Context, app realapps.App, imgs []baseimag
 		return w, fmt.Errorf("warm build: %w", err)
 	}
 	fmt.Fprintf(h.Log, "bench: %s: warm %s\n", app.Name, table.Duration(w.Warm.Wall))
+	// A warm build that is all cache hits would be fast for nothing.
+	if w.Warm.Digest == "" || w.Warm.Digest == w.Cold.Digest {
+		return w, fmt.Errorf("the warm build pushed %q, the cold one %q: the source change did not reach the image", w.Warm.Digest, w.Cold.Digest)
+	}
 
 	// The image must work, or the times mean nothing.
 	c, err := client.New(client.WithHost(w.Daemon.Host()))
@@ -294,6 +299,7 @@ func (h *Harness) Build(ctx context.Context, dockerHost string, w *Workload, sha
 		}
 	}
 	r.Planner, _ = d.Payload["planner"].(string)
+	r.Digest, _ = d.Payload["imageDigest"].(string)
 	if p, ok := d.Payload["detectedPort"].(float64); ok {
 		r.Port = int(p)
 	}
