@@ -31,13 +31,13 @@ import (
 
 // Exit codes: a caller (a Job's status, the local executor) can tell them apart.
 const (
-	exitOK             = 0
-	exitBuildFailed    = 1
-	exitBadConfig      = 2
-	exitReportFailed   = 3
-	exitUsage          = 64
+	exitOK             = contract.ExitSucceeded
+	exitBuildFailed    = contract.ExitFailed
+	exitBadConfig      = contract.ExitBadConfig
+	exitReportFailed   = contract.ExitReportFailed
+	exitUsage          = contract.ExitUsage
 	terminalBudget     = 2 * time.Minute
-	terminalOnShutdown = 20 * time.Second
+	terminalOnShutdown = contract.ShutdownReportBudget
 )
 
 var (
@@ -179,13 +179,6 @@ func build() int {
 	return exitOK
 }
 
-// userSettings are the contract variables that come from the service's
-// settings; every other one is set by the platform.
-var userSettings = map[string]bool{
-	"ROOT_DIRECTORY": true, "BUILD_COMMAND": true, "BUILD_COMMAND_B64": true,
-	"START_COMMAND": true, "START_COMMAND_B64": true,
-}
-
 // configClass blames the user only when every bad variable is one of theirs.
 func configClass(err error) failure.Class {
 	var es contract.Errors
@@ -193,7 +186,7 @@ func configClass(err error) failure.Class {
 		return failure.Infrastructure
 	}
 	for _, f := range es.Fields() {
-		if !userSettings[f] {
+		if !contract.IsUserSetting(f) {
 			return failure.Infrastructure
 		}
 	}

@@ -113,11 +113,11 @@ func TestDryRunPrintsTheJobForAPush(t *testing.T) {
 		"DRY_RUN":                     "true",
 	}
 	var stdout, stderr bytes.Buffer
-	h, _, _, err := newHandler(context.Background(), envconfig.MapLookuper(env), &stdout, &stderr)
+	d, err := newDispatch(context.Background(), envconfig.MapLookuper(env), &stdout, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(d.http)
 	defer srv.Close()
 	body := webhooktest.Push{InstallationID: installationID, Owner: owner, Repo: repo, After: commit,
 		Commits: []webhooktest.Commit{{Message: "x", Modified: []string{"a"}}}}.Payload()

@@ -29,6 +29,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/api"
+	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
 	"github.com/alternatefutures/af-builder/functions/dispatch/lambdaadapter"
 )
 
@@ -66,15 +67,15 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdin io.Re
 }
 
 func runLambda(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) int {
-	h, log, _, err := newHandler(ctx, env, stdout, stderr)
+	d, err := newDispatch(ctx, env, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dispatch: %v\n", err)
 		return 1
 	}
-	log.Info("dispatch starting under AWS Lambda")
+	d.log.Info("dispatch starting under AWS Lambda")
 	// lambda.Start runs the Runtime API loop and never returns; it exits
 	// the process itself if the loop fails.
-	lambda.StartWithOptions(lambdaHandler(h, log), lambda.WithContext(ctx))
+	lambda.StartWithOptions(lambdaHandler(d.http, d.core, d.log), lambda.WithContext(ctx))
 	return 0
 }
 
@@ -88,12 +89,12 @@ type scheduledEvent struct {
 // lambdaHandler serves HTTP events through the adapter and runs the reaper
 // on EventBridge's schedule (infra/lambda/template.yaml): a Lambda has no
 // process of its own between invocations to run a ticker in.
-func lambdaHandler(h *api.Server, log *slog.Logger) func(context.Context, json.RawMessage) (any, error) {
+func lambdaHandler(h *api.Server, core *builds.Service, log *slog.Logger) func(context.Context, json.RawMessage) (any, error) {
 	adapter := lambdaadapter.New(h)
 	return func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var sched scheduledEvent
 		if json.Unmarshal(raw, &sched) == nil && sched.DetailType == "Scheduled Event" && sched.Source == "aws.events" {
-			n, err := h.Reap(ctx)
+			n, err := core.Reap(ctx)
 			if err != nil {
 				// Returned, so the invocation counts as an error in
 				// Lambda's metrics; what was reported stays reported.
@@ -117,7 +118,7 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	h, log, cfg, err := newHandler(ctx, env, stdout, stderr)
+	d, err := newDispatch(ctx, env, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dispatch: %v\n", err)
 		return 1
@@ -127,8 +128,9 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 		fmt.Fprintf(stderr, "dispatch: listen: %v\n", err)
 		return 1
 	}
+	log := d.log
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           d.http,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -140,7 +142,7 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("dispatch listening", "addr", ln.Addr().String())
-	reaperDone := startReaper(ctx, h, cfg.ReapInterval, log)
+	reaperDone := startReaper(ctx, d.core, d.cfg.ReapInterval, log)
 
 	select {
 	case err := <-errc:
@@ -168,7 +170,7 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 // startReaper reports builds whose runner died unreported, every interval,
 // until ctx ends; the returned channel closes when it has stopped. A
 // non-positive interval disables it (REAP_INTERVAL=0).
-func startReaper(ctx context.Context, h *api.Server, every time.Duration, log *slog.Logger) <-chan struct{} {
+func startReaper(ctx context.Context, core *builds.Service, every time.Duration, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	if every <= 0 {
 		close(done)
@@ -187,7 +189,7 @@ func startReaper(ctx context.Context, h *api.Server, every time.Duration, log *s
 			// One round may not outlast the next tick, so a slow API
 			// server cannot pile rounds up.
 			rctx, cancel := context.WithTimeout(ctx, every)
-			if _, err := h.Reap(rctx); err != nil && ctx.Err() == nil {
+			if _, err := core.Reap(rctx); err != nil && ctx.Err() == nil {
 				log.Error("reaper round failed", "err", err)
 			}
 			cancel()

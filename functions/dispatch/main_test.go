@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
+	"github.com/alternatefutures/af-builder/functions/dispatch/dispatchtest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp/githubtest"
@@ -30,18 +31,15 @@ import (
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
 const (
-	appID          = 4242
-	installationID = 2311213
-	owner          = "Codertocat"
-	repo           = "Hello-World"
-	commit         = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
-)
-
-var (
-	webhookSecret  = "whsec-bootstrap-test-0123456789abcdef"
-	apiSecret      = "api-secret-bootstrap-test-0123456789abcdef"
-	callbackSecret = "callback-secret-bootstrap-test-0123456789ab"
-	registryToken  = "ghp_BootstrapRegistryToken0123456789abcd"
+	appID          = dispatchtest.AppID
+	installationID = dispatchtest.InstallationID
+	owner          = dispatchtest.Owner
+	repo           = dispatchtest.Repo
+	commit         = dispatchtest.CommitA
+	webhookSecret  = dispatchtest.WebhookSecret
+	apiSecret      = dispatchtest.APISecret
+	callbackSecret = dispatchtest.CallbackSecret
+	registryToken  = dispatchtest.RegistryToken
 )
 
 // bootstrap builds the binary exactly as infra/lambda/build.sh does for
@@ -73,54 +71,10 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	kube := kubetest.Start(t)
-	ns := kube.Namespace(t)
-	gh := githubtest.Start(t, appID)
-	gh.AddInstallation(installationID, owner, repo)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sink, err := callbacksink.Start(ctx, callbacksink.Options{Secret: []byte(callbackSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	subs := write("subscriptions.yaml", `services:
-  - id: web
-    repository: `+owner+"/"+repo+`
-    branch: main
-    installationId: `+strconv.Itoa(installationID)+`
-    image: ghcr.io/acme/u1--codertocat-hello-world
-    rootDirectory: apps/web
-`)
+	w := dispatchtest.Start(t)
 	return &world{
-		ns: ns, kube: kube, sink: sink, gh: gh,
-		env: []string{
-			"HOME=" + dir,
-			"PATH=" + os.Getenv("PATH"),
-			"GITHUB_WEBHOOK_SECRET=" + webhookSecret,
-			"GITHUB_APP_ID=4242",
-			// Secrets from files, as the Lambda template mounts them.
-			"GITHUB_APP_PRIVATE_KEY_FILE=" + write("app.pem", string(gh.PrivateKeyPEM)),
-			"CALLBACK_SECRET_FILE=" + write("callback-secret", callbackSecret+"\n"),
-			"GITHUB_API_URL=" + gh.URL,
-			"CALLBACK_URL=" + strings.TrimSuffix(sink.URL(), callbacksink.Path),
-			"API_AUTH_SECRET=" + apiSecret,
-			"REGISTRY_USER=af-builder",
-			"REGISTRY_TOKEN=" + registryToken,
-			"SUBSCRIPTIONS_FILE=" + subs,
-			"K8S_NAMESPACE=" + ns,
-			"RUNNER_IMAGE=ghcr.io/alternatefutures/af-builder-runner:test",
-			"K8S_AUTH=kubeconfig",
-			"K8S_KUBECONFIG=" + kubetest.WriteKubeconfig(t, kube.Config),
-			"LOG_LEVEL=debug",
-		},
+		ns: w.Namespace, kube: w.Kube, sink: w.Sink, gh: w.GitHub,
+		env: append(w.ProcessEnv(t, dispatchtest.WebService()), "LOG_LEVEL=debug"),
 	}
 }
 

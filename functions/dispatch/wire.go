@@ -14,10 +14,12 @@ import (
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/api"
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
+	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
 	"github.com/alternatefutures/af-builder/functions/dispatch/config"
 	"github.com/alternatefutures/af-builder/functions/dispatch/dryrun"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubeclient"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/local"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
@@ -28,41 +30,61 @@ import (
 // outlive it.
 var onShutdown []func()
 
-// newHandler reads the configuration and assembles the handler. Only cheap,
+// dispatch is what newDispatch assembles: the core, the HTTP handler over
+// it, and what the serve loop needs besides.
+type dispatch struct {
+	core *builds.Service
+	http *api.Server
+	log  *slog.Logger
+	cfg  config.Config
+}
+
+// newDispatch reads the configuration and assembles dispatch. Only cheap,
 // local work happens here (parsing, one small file); the GitHub key and the
 // Kubernetes client are made on first use, so a Lambda cold start that only
 // answers a ping or refuses a bad signature pays for neither.
-func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) (*api.Server, *slog.Logger, config.Config, error) {
+//
+// Every loader reads through one X_FILE-aware lookup and validates what it
+// read.
+func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) (*dispatch, error) {
 	cfg, err := config.Load(ctx, env)
 	if err != nil {
-		return nil, nil, cfg, err
+		return nil, err
 	}
 	log := logging.New(stderr, cfg.LogFormat, cfg.Level(), cfg.Secrets()...)
+	files := config.FileLookuper(env)
 
 	var exec executor.Executor
 	switch {
 	case cfg.Executor == "local" && !cfg.DryRun:
-		var lcfg local.Config
-		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &lcfg, Lookuper: env}); err != nil {
-			return nil, nil, cfg, fmt.Errorf("dispatch config: %w", err)
+		lcfg, err := local.LoadConfig(ctx, files)
+		if err != nil {
+			return nil, err
 		}
 		// Builds' output is the user-facing log of a local install.
 		lcfg.Output = stdout
 		l, err := local.New(lcfg)
 		if err != nil {
-			return nil, nil, cfg, err
+			return nil, err
 		}
 		onShutdown = append(onShutdown, l.Close)
 		exec = l
 	default:
-		kcfg, err := kubernetes.LoadConfig(ctx, config.FileLookuper(env))
+		kcfg, err := kubernetes.LoadConfig(ctx, files)
 		if err != nil {
-			return nil, nil, cfg, err
+			return nil, err
 		}
-		exec = &lazyExecutor{cfg: kcfg}
+		ccfg, err := kubeclient.Load(ctx, files)
+		if err != nil {
+			return nil, err
+		}
+		exec = &lazyExecutor{cfg: kcfg, client: ccfg}
 		if cfg.DryRun {
 			exec = dryrun.New(renderer(kcfg), stdout)
 		}
+	}
+	if err := files.Err(); err != nil {
+		return nil, fmt.Errorf("dispatch config: %w", err)
 	}
 
 	var subs subscriptions.Source
@@ -70,7 +92,7 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 	case cfg.SubscriptionsFile != "":
 		s, err := subscriptions.LoadStatic(cfg.SubscriptionsFile)
 		if err != nil {
-			return nil, nil, cfg, err
+			return nil, err
 		}
 		subs = s
 	default:
@@ -83,25 +105,29 @@ func newHandler(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.W
 		APIURL:     cfg.GitHubAPIURL,
 	}}
 
+	core := builds.New(coreConfig(cfg), builds.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
 	h := api.New(api.Config{
-		WebhookSecret:     cfg.WebhookSecret.Bytes(),
-		APISecret:         cfg.APIAuthSecret.Bytes(),
-		CallbackSecret:    cfg.CallbackSecret.Bytes(),
-		CallbackURL:       cfg.CallbackURL,
-		GitHubURL:         cfg.GitHubURL,
-		RegistryUser:      cfg.RegistryUser,
-		RegistryToken:     cfg.RegistryToken.Reveal(),
-		Supersede:         cfg.Supersede,
-		MaxWebhookBytes:   cfg.MaxWebhookBytes,
-		MaxAPIBytes:       cfg.MaxAPIBytes,
-		WebhookBudget:     cfg.WebhookBudget,
-		CallbackTimeout:   cfg.CancelCallbackTimeout,
-		BuildTimeout:      cfg.BuildTimeout,
-		LogStreamInterval: cfg.LogStreamInterval,
-		BuildNetwork:      cfg.BuildNetwork,
-		Planner:           cfg.Planner,
-	}, api.Deps{Executor: exec, GitHub: gh, Subscriptions: subs, Logger: log})
-	return h, log, cfg, nil
+		WebhookSecret:   cfg.WebhookSecret.Bytes(),
+		APISecret:       cfg.APIAuthSecret.Bytes(),
+		MaxWebhookBytes: cfg.MaxWebhookBytes,
+		MaxAPIBytes:     cfg.MaxAPIBytes,
+		WebhookBudget:   cfg.WebhookBudget,
+		MaxInFlight:     cfg.MaxInFlight,
+	}, core, log, nil)
+	return &dispatch{core: core, http: h, log: log, cfg: cfg}, nil
+}
+
+func coreConfig(cfg config.Config) builds.Config {
+	return builds.Config{
+		CallbackSecret:  cfg.CallbackSecret.Bytes(),
+		CallbackURL:     cfg.CallbackURL,
+		GitHubURL:       cfg.GitHubURL,
+		RegistryUser:    cfg.RegistryUser,
+		RegistryToken:   cfg.RegistryToken.Reveal(),
+		Runner:          cfg.RunnerDefaults,
+		Supersede:       cfg.Supersede,
+		CallbackTimeout: cfg.CancelCallbackTimeout,
+	}
 }
 
 func renderer(kcfg kubernetes.Config) dryrun.RenderFunc {
@@ -120,9 +146,10 @@ func renderer(kcfg kubernetes.Config) dryrun.RenderFunc {
 // lazyExecutor makes the Kubernetes client on first use. A failure is not
 // kept, so a transient one (a kubeconfig being rotated) heals.
 type lazyExecutor struct {
-	cfg kubernetes.Config
-	mu  sync.Mutex
-	e   *kubernetes.Executor
+	cfg    kubernetes.Config
+	client kubeclient.Config
+	mu     sync.Mutex
+	e      *kubernetes.Executor
 }
 
 func (l *lazyExecutor) get() (*kubernetes.Executor, error) {
@@ -131,7 +158,11 @@ func (l *lazyExecutor) get() (*kubernetes.Executor, error) {
 	if l.e != nil {
 		return l.e, nil
 	}
-	e, err := kubernetes.NewFromConfig(l.cfg)
+	rc, err := l.client.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	e, err := kubernetes.NewFromREST(rc, l.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +208,14 @@ func (l *lazyExecutor) Reap(ctx context.Context) ([]executor.Lost, error) {
 		return nil, err
 	}
 	return e.Reap(ctx)
+}
+
+func (l *lazyExecutor) Superseded(ctx context.Context) ([]executor.Stale, error) {
+	e, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return e.Superseded(ctx)
 }
 
 // lazyMinter parses the App key on first use.
@@ -237,26 +276,20 @@ func render(ctx context.Context, file string, env envconfig.Lookuper, stdin io.R
 	if err != nil {
 		return err
 	}
-	kcfg, err := kubernetes.LoadConfig(ctx, config.FileLookuper(env))
+	files := config.FileLookuper(env)
+	kcfg, err := kubernetes.LoadConfig(ctx, files)
 	if err != nil {
+		return err
+	}
+	if err := files.Err(); err != nil {
 		return err
 	}
 	req, err := buildreq.Decode(body)
 	if err != nil {
 		return err
 	}
-	p := buildreq.Params{
-		CloneToken:        buildreq.Placeholder,
-		CallbackToken:     buildreq.Placeholder,
-		CallbackBaseURL:   cfg.CallbackURL,
-		GitHubURL:         cfg.GitHubURL,
-		RegistryUser:      cfg.RegistryUser,
-		RegistryToken:     cfg.RegistryToken.Reveal(),
-		BuildTimeout:      cfg.BuildTimeout,
-		LogStreamInterval: cfg.LogStreamInterval,
-		BuildNetwork:      cfg.BuildNetwork,
-		Planner:           cfg.Planner,
-	}
+	// Credentials stay placeholders: the redaction would hide them anyway.
+	p := builds.New(coreConfig(cfg), builds.Deps{}).Params()
 	e, err := req.Env(p)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/alternatefutures/af-builder/shared/callback"
 )
 
 // Phase is a step of the build, as named in the build log and the callback.
@@ -23,16 +25,17 @@ const (
 	Report Phase = "report"
 )
 
-// Class says whose move it is.
-type Class string
+// Class says whose move it is; defined in shared/callback, whose
+// errorClass it is.
+type Class = callback.Class
 
 const (
 	// User: the repository or the service's settings must change.
-	User Class = "user"
+	User = callback.ClassUser
 	// Transient: the same build may well pass if retried.
-	Transient Class = "transient"
+	Transient = callback.ClassTransient
 	// Infrastructure: the platform is at fault (credentials it minted, the engine).
-	Infrastructure Class = "infrastructure"
+	Infrastructure = callback.ClassInfrastructure
 )
 
 // Error is a classified build error. Message is what the user reads; Err keeps

@@ -276,6 +276,10 @@ func (b *tbuild) nodeStatic(pm nodePM, image string, lock []string, install, bui
 	df.blank()
 	df.from(server, "")
 	df.env("XDG_CONFIG_HOME", "/tmp/caddy", "XDG_DATA_HOME", "/tmp/caddy")
+	// The image's caddy carries a file capability (to bind port 80), which a
+	// container run with every capability dropped cannot exec; a copy has
+	// none, and $PORT needs none.
+	df.run("cp /usr/bin/caddy /usr/bin/caddy.plain && mv /usr/bin/caddy.plain /usr/bin/caddy")
 	df.run(`printf '%s\n' '{' '  admin off' '  auto_https off' '}' ':{$PORT} {' '  root * /srv' '  encode gzip' '  try_files {path} /index.html' '  file_server' '}' > /etc/caddy/Caddyfile`)
 	df.copy("--from=build", []string{"/app/" + outDir + "/"}, "/srv/")
 	cmd := "caddy run --config /etc/caddy/Caddyfile --adapter caddyfile"

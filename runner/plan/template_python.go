@@ -40,7 +40,12 @@ func (b *tbuild) python() error {
 				df.copy("", []string{"requirements"}, "./requirements")
 			}
 			b.rec.Install = "pip install -r requirements.txt"
-			df.run(b.rec.Install, pip)
+			if b.requiresLocalPath(files) {
+				// "-e ." needs the source: install once it is there.
+				installAfterSource = b.rec.Install
+			} else {
+				df.run(b.rec.Install, pip)
+			}
 		} else {
 			// pyproject.toml without a lockfile: the project itself is the install.
 			b.rec.Install = "pip install ."
@@ -126,6 +131,19 @@ func (b *tbuild) pythonStart() (string, []string, error) {
 		return "python3 " + f, nil, nil
 	}
 	return "", nil, noTemplate("a Python app with nothing to start: add a Procfile or set START_COMMAND")
+}
+
+var localRequirement = regexp.MustCompile(`(?m)^\s*(-e\s+|--editable\s+)?(\.|file:)`)
+
+// requiresLocalPath reports whether a requirements file installs from the
+// repository itself (-e ., ./lib, file:...).
+func (b *tbuild) requiresLocalPath(files []string) bool {
+	for _, f := range files {
+		if data, ok := b.repo.read(f); ok && localRequirement.Match(data) {
+			return true
+		}
+	}
+	return false
 }
 
 var djangoSettings = regexp.MustCompile(`DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)\.settings`)

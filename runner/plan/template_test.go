@@ -613,3 +613,31 @@ func TestTheTableIsPinnedByDigest(t *testing.T) {
 		}
 	}
 }
+
+func TestRequirementsNamingTheRepositoryInstallAfterTheSource(t *testing.T) {
+	ctx := t.TempDir()
+	write(t, filepath.Join(ctx, "requirements.txt"), "flask==3.0.3\n-e .\n")
+	write(t, filepath.Join(ctx, "pyproject.toml"), "[project]\nname = \"svc\"\nversion = \"1\"\n")
+	write(t, filepath.Join(ctx, "app.py"), "from flask import Flask\napp = Flask(__name__)\n")
+	d, err := detect.Detect(context.Background(), ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Template{}.Recipe(Source{Dir: ctx, Detected: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	build, _ := parse(t, rec.Dockerfile).stage("build")
+	sourceAt, installAt := -1, -1
+	for i, c := range build.Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok && slices.Contains(cp.SourcePaths, ".") {
+			sourceAt = i
+		}
+		if r, ok := c.(*instructions.RunCommand); ok && slices.Equal(r.CmdLine, []string{"pip install -r requirements.txt"}) {
+			installAt = i
+		}
+	}
+	if sourceAt < 0 || installAt < sourceAt {
+		t.Errorf("pip install at %d, source copied at %d: want the install after the source\n%s", installAt, sourceAt, rec.Dockerfile)
+	}
+}

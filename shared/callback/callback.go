@@ -26,6 +26,19 @@ const (
 	Canceled  Status = "CANCELED"
 )
 
+// Class says whose move a failure is: the errorClass of a FAILED callback.
+type Class string
+
+const (
+	// ClassUser: the repository or the service's settings must change.
+	ClassUser Class = "user"
+	// ClassTransient: the same build may well pass if retried.
+	ClassTransient Class = "transient"
+	// ClassInfrastructure: the platform is at fault (credentials it
+	// minted, the engine, a runner killed under it).
+	ClassInfrastructure Class = "infrastructure"
+)
+
 // Terminal reports whether s ends a build.
 func (s Status) Terminal() bool { return s == Succeeded || s == Failed || s == Canceled }
 
@@ -63,12 +76,27 @@ type Payload struct {
 
 // MarshalJSON caps the log tail and error message, and writes detectedPort as
 // an explicit null on success, as the API documents "number or null".
+//
+// A terminal status without logs leaves "logs" out: service-cloud-api
+// replaces the stored log with whatever a callback carries (body.logs ??
+// job.logs), so an empty string would erase the build's real tail. The
+// statuses dispatch reports itself (CANCELED, a reaped FAILED) are these.
 func (p Payload) MarshalJSON() ([]byte, error) {
 	type plain Payload
 	q := plain(p)
 	q.Logs = Tail(q.Logs, MaxLogBytes)
 	q.ErrorMessage = head(q.ErrorMessage, MaxErrorBytes)
-	b, err := json.Marshal(q)
+	var b []byte
+	var err error
+	if q.Logs == "" && p.Status.Terminal() {
+		type noLogs struct {
+			plain
+			Logs *string `json:"logs,omitempty"`
+		}
+		b, err = json.Marshal(noLogs{plain: q})
+	} else {
+		b, err = json.Marshal(q)
+	}
 	if err != nil || p.Status != Succeeded || p.DetectedPort != nil {
 		return b, err
 	}

@@ -10,6 +10,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/distribution/reference"
@@ -266,6 +267,17 @@ func RepoOwner(s string) error {
 func RepoName(s string) error {
 	if !repoRe.MatchString(s) || s == "." || s == ".." {
 		return fmt.Errorf("is not a valid GitHub repository name")
+	}
+	return nil
+}
+
+// ServiceID checks a service id: it groups builds for supersede and ends up
+// in labels (hashed when needed) and annotations, so it must be printable
+// and bounded. Empty is allowed here (a build outside any service); where
+// one is required, the caller says so.
+func ServiceID(s string) error {
+	if len(s) > 253 || strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("must be at most 253 printable characters")
 	}
 	return nil
 }

@@ -1,14 +1,13 @@
-// Package api is dispatch's HTTP surface: the GitHub webhook, the /v1 build
-// API that service-cloud-api calls, and the orchestration behind both —
-// mint the credentials, assemble the contract, submit, supersede, cancel.
-// It is a plain http.Handler; it does not know whether net/http or the
-// Lambda adapter is calling it.
+// Package api is dispatch's HTTP surface: the GitHub webhook and the /v1
+// build API that service-cloud-api calls. It reads and authenticates
+// requests, calls the core (package builds) and maps what comes back to an
+// answer, in one place (answer). It is a plain http.Handler; it does not
+// know whether net/http or the Lambda adapter is calling it.
 package api
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,78 +15,51 @@ import (
 	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
-	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
-	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
-	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
-	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
+	"github.com/alternatefutures/af-builder/functions/dispatch/logging"
 )
 
-// Minter mints repository-scoped installation tokens (githubapp.Minter).
-type Minter interface {
-	RepoToken(ctx context.Context, installationID int64, owner, repo string) (githubapp.Token, error)
-}
-
-// Config is the part of dispatch's configuration the handler uses.
+// Config is the part of dispatch's configuration the HTTP layer uses.
 type Config struct {
-	WebhookSecret  []byte
-	APISecret      []byte
-	CallbackSecret []byte
-	// CallbackURL is service-cloud-api's base URL.
-	CallbackURL   string
-	GitHubURL     string
-	RegistryUser  string
-	RegistryToken string
-
-	Supersede       bool
+	WebhookSecret   []byte
+	APISecret       []byte
 	MaxWebhookBytes int64
 	MaxAPIBytes     int64
-	// WebhookBudget bounds the work done for one webhook.
+	// WebhookBudget bounds the work done for one request: GitHub gives up
+	// on a webhook after 10 s, and the API's caller waits as long.
 	WebhookBudget time.Duration
-	// CallbackTimeout bounds one CANCELED report, retries included: it is
-	// sent while a caller (GitHub, the API, Lambda) waits.
-	CallbackTimeout time.Duration
-
-	BuildTimeout      time.Duration
-	LogStreamInterval time.Duration
-	BuildNetwork      string
-	Planner           contract.PlannerDefaults
-}
-
-// Deps are the parts the handler drives.
-type Deps struct {
-	Executor      executor.Executor
-	GitHub        Minter
-	Subscriptions subscriptions.Source
-	Logger        *slog.Logger
-	// Now is the clock for tokens and signatures; nil means time.Now.
-	Now func() time.Time
+	// MaxInFlight is how many webhooks and build requests may be worked on
+	// at once; one more is answered 503 at once, so the caller's retry
+	// (GitHub's redelivery, the platform's) comes back when there is room
+	// rather than after a timeout. 0 means no limit.
+	MaxInFlight int
 }
 
 // Server is the handler.
 type Server struct {
-	cfg  Config
-	exec executor.Executor
-	gh   Minter
-	subs subscriptions.Source
-	log  *slog.Logger
-	now  func() time.Time
-	mux  *http.ServeMux
+	cfg   Config
+	core  *builds.Service
+	log   *slog.Logger
+	now   func() time.Time
+	mux   *http.ServeMux
+	slots chan struct{}
 }
 
-// New returns the handler. Nothing is contacted until a request needs it.
-func New(cfg Config, d Deps) *Server {
-	if cfg.CallbackTimeout <= 0 {
-		cfg.CallbackTimeout = 4 * time.Second
-	}
+// New returns the handler over core. log may be nil; now is the clock for
+// signatures (nil: time.Now).
+func New(cfg Config, core *builds.Service, log *slog.Logger, now func() time.Time) *Server {
 	if cfg.WebhookBudget <= 0 {
 		cfg.WebhookBudget = 8 * time.Second
 	}
-	s := &Server{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, log: d.Logger, now: d.Now}
+	s := &Server{cfg: cfg, core: core, log: log, now: now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if cfg.MaxInFlight > 0 {
+		s.slots = make(chan struct{}, cfg.MaxInFlight)
 	}
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.HandlerFunc) {
@@ -99,10 +71,10 @@ func New(cfg Config, d Deps) *Server {
 		})
 	}
 	route("GET", "/healthz", s.healthz)
-	route("POST", "/webhooks/github", s.webhook)
-	route("POST", "/v1/builds", s.createBuild)
-	mux.HandleFunc("GET /v1/builds/{id}", s.getBuild)
-	mux.HandleFunc("DELETE /v1/builds/{id}", s.deleteBuild)
+	route("POST", "/webhooks/github", s.bounded(s.webhook))
+	route("POST", "/v1/builds", s.bounded(s.createBuild))
+	mux.HandleFunc("GET /v1/builds/{id}", s.bounded(s.getBuild))
+	mux.HandleFunc("DELETE /v1/builds/{id}", s.bounded(s.deleteBuild))
 	mux.HandleFunc("/v1/builds/{id}", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed on /v1/builds/{id}"})
 	})
@@ -111,6 +83,30 @@ func New(cfg Config, d Deps) *Server {
 	})
 	s.mux = mux
 	return s
+}
+
+// bounded gives a request WebhookBudget to be answered in, and a slot
+// among MaxInFlight: without one it is answered 503 with Retry-After at
+// once. The budget covers everything the request waits for (the API
+// server's client-side rate limit included), so an answer never comes after
+// the caller has given up.
+func (s *Server) bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.slots != nil {
+			select {
+			case s.slots <- struct{}{}:
+				defer func() { <-s.slots }()
+			default:
+				s.logger(r.Context()).Warn("overloaded: request refused", "in_flight", cap(s.slots))
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dispatch is at capacity; retry shortly"})
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WebhookBudget)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
 }
 
 // ServeHTTP logs every request (never its headers or body) and turns a
@@ -198,34 +194,26 @@ func safeID(s string) string {
 	return ""
 }
 
-type logKey struct{}
-
 func withLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, logKey{}, l)
+	return logging.WithLogger(ctx, l)
 }
 
-func (s *Server) logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return s.log
-}
+func (s *Server) logger(ctx context.Context) *slog.Logger { return logging.From(ctx, s.log) }
 
-// failure classifies an error from starting a build into an answer.
-func failure(err error) (int, errorBody) {
-	var inv *buildreq.InvalidError
-	switch {
-	case errors.As(err, &inv):
-		return http.StatusBadRequest, errorBody{Error: inv.Error(), Fields: inv.Fields(), Problems: inv.Problems}
-	case errors.Is(err, githubapp.ErrNoAccess):
-		return http.StatusUnprocessableEntity, errorBody{
-			Error:  "the GitHub App installation cannot access this repository",
-			Fields: []string{"installationId", "repoOwner", "repoName"},
-		}
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, errorBody{Error: "timed out starting the build"}
+// answer maps a failure to start a build to an answer: the one place
+// where the core's verdict becomes an HTTP status.
+func answer(err error) (int, errorBody) {
+	p := builds.Explain(err)
+	body := errorBody{Error: p.Message, Fields: p.Fields, Problems: p.Problems}
+	switch p.Kind {
+	case builds.Invalid:
+		return http.StatusBadRequest, body
+	case builds.NoAccess:
+		return http.StatusUnprocessableEntity, body
+	case builds.TimedOut:
+		return http.StatusGatewayTimeout, body
 	default:
 		// Details go to the log only: they can name internal hosts.
-		return http.StatusBadGateway, errorBody{Error: "could not start the build"}
+		return http.StatusBadGateway, body
 	}
 }

@@ -1,21 +1,15 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
-	"sync"
-	"time"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
 	"github.com/alternatefutures/af-builder/functions/dispatch/buildreq"
+	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
-	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
-	"github.com/alternatefutures/af-builder/shared/callback"
-	"github.com/alternatefutures/af-builder/shared/token"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -39,153 +33,7 @@ type StatusResponse struct {
 }
 
 // StateCanceled is what DELETE reports for a build it stopped.
-const StateCanceled executor.State = "canceled"
-
-func (s *Server) params() buildreq.Params {
-	return buildreq.Params{
-		CallbackBaseURL:   s.cfg.CallbackURL,
-		GitHubURL:         s.cfg.GitHubURL,
-		RegistryUser:      s.cfg.RegistryUser,
-		RegistryToken:     s.cfg.RegistryToken,
-		BuildTimeout:      s.cfg.BuildTimeout,
-		LogStreamInterval: s.cfg.LogStreamInterval,
-		BuildNetwork:      s.cfg.BuildNetwork,
-		Planner:           s.cfg.Planner,
-	}
-}
-
-// repoTokens mints one installation token per repository and request:
-// a push that several services track needs only one.
-type repoTokens struct {
-	gh Minter
-	mu sync.Mutex
-	m  map[string]githubapp.Token
-}
-
-func newRepoTokens(gh Minter) *repoTokens {
-	return &repoTokens{gh: gh, m: map[string]githubapp.Token{}}
-}
-
-func (t *repoTokens) get(ctx context.Context, installationID int64, owner, repo string) (githubapp.Token, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	k := fmt.Sprintf("%d/%s/%s", installationID, owner, repo)
-	if tok, ok := t.m[k]; ok {
-		return tok, nil
-	}
-	tok, err := t.gh.RepoToken(ctx, installationID, owner, repo)
-	if err != nil {
-		return tok, err
-	}
-	t.m[k] = tok
-	return tok, nil
-}
-
-// start validates req, mints its credentials and submits it. Validation
-// comes first so that a bad request costs no GitHub call.
-func (s *Server) start(ctx context.Context, req buildreq.Request, trigger string, tokens *repoTokens) (executor.Handle, error) {
-	p := s.params()
-	if err := req.Validate(p); err != nil {
-		return executor.Handle{}, err
-	}
-	tok, err := tokens.get(ctx, int64(req.InstallationID), req.RepoOwner, req.RepoName)
-	if err != nil {
-		return executor.Handle{}, fmt.Errorf("build %s: %w", req.BuildJobID, err)
-	}
-	p.CloneToken = tok.Value
-	p.CallbackToken = token.Mint(s.cfg.CallbackSecret, req.BuildJobID, s.now())
-	env, err := req.Env(p)
-	if err != nil {
-		return executor.Handle{}, fmt.Errorf("build %s: %w", req.BuildJobID, err)
-	}
-	h, err := s.exec.Submit(ctx, req.Build(env, trigger))
-	if err != nil {
-		return h, fmt.Errorf("submit build %s: %w", req.BuildJobID, err)
-	}
-	s.logger(ctx).Info("build submitted", "build", req.BuildJobID, "job", h.Name, "namespace", h.Namespace,
-		"created", h.Created, "trigger", trigger, "repo", req.RepoOwner+"/"+req.RepoName, "ref", req.CommitSHA,
-		"service", req.ServiceID, "branch", req.Branch)
-	return h, nil
-}
-
-// supersede keeps only the newest unfinished build of a service and branch.
-// The executor lists them oldest first by push time, so a push delivered
-// late (or redelivered) lands in its real place: the builds before the new
-// one are canceled; if a newer one is already building, the new one is.
-func (s *Server) supersede(ctx context.Context, newID, serviceID, branch, callbackBase string) {
-	log := s.logger(ctx)
-	ids, err := s.exec.Active(ctx, serviceID, branch)
-	if err != nil {
-		log.Warn("supersede: cannot list active builds", "service", serviceID, "branch", branch, "err", err)
-		return
-	}
-	at := slices.Index(ids, newID)
-	if at < 0 {
-		// The new build is not among the active ones (already finished?);
-		// its position is unknown, so nothing is known to be older.
-		log.Warn("supersede: new build not among active builds; nothing canceled", "build", newID, "service", serviceID)
-		return
-	}
-	newest := ids[len(ids)-1]
-	stale := ids[:at]
-	if newest != newID {
-		// An older push arrived after a newer one: it is the stale one.
-		stale = []string{newID}
-	}
-	for _, id := range stale {
-		reason := "superseded by build " + newest + " (a newer push to " + branch + ")"
-		if _, err := s.cancel(ctx, id, reason, callbackBase); err != nil && !errors.Is(err, executor.ErrNotFound) {
-			log.Warn("supersede: cancel failed", "build", id, "by", newest, "err", err)
-			continue
-		}
-		log.Info("build superseded", "build", id, "by", newest, "service", serviceID, "branch", branch)
-	}
-}
-
-// cancel reports CANCELED, then stops the build. The report goes first on
-// purpose: deleting the Job sends the runner SIGTERM, and the runner then
-// reports its own terminal status; service-cloud-api keeps the first
-// terminal status it receives, so ours must already be there. A failed
-// report does not stop the cancel (a build nobody wants must not keep
-// running); it is returned for the caller to show.
-func (s *Server) cancel(ctx context.Context, id, reason, callbackBase string) (callbackErr, err error) {
-	callbackErr = s.reportCanceled(ctx, id, reason, callbackBase)
-	if callbackErr != nil {
-		s.logger(ctx).Warn("CANCELED callback failed", "build", id, "err", callbackErr)
-	}
-	if err := s.exec.Cancel(ctx, id); err != nil {
-		return callbackErr, err
-	}
-	return callbackErr, nil
-}
-
-func (s *Server) reportCanceled(ctx context.Context, id, reason, callbackBase string) error {
-	return s.report(ctx, id, callback.Canceled, reason, callbackBase)
-}
-
-// report posts a terminal status for a build dispatch decided about itself.
-func (s *Server) report(ctx context.Context, id string, status callback.Status, reason, callbackBase string) error {
-	return s.send(ctx, callbackBase, callback.Payload{
-		BuildJobID:   id,
-		Status:       status,
-		Logs:         "[dispatch] " + reason + "\n",
-		ErrorMessage: reason,
-	})
-}
-
-// send posts p with a token minted for its build, to callbackBase (a base
-// URL or the full callback endpoint) or else the configured CALLBACK_URL.
-func (s *Server) send(ctx context.Context, callbackBase string, p callback.Payload) error {
-	if callbackBase == "" {
-		callbackBase = s.cfg.CallbackURL
-	}
-	c := callback.New(buildreq.CallbackEndpoint(callbackBase), token.Mint(s.cfg.CallbackSecret, p.BuildJobID, s.now()))
-	c.MaxElapsed = s.cfg.CallbackTimeout
-	c.HTTP = &http.Client{Timeout: s.cfg.CallbackTimeout}
-	c.Base = 100 * time.Millisecond
-	c.Max = time.Second
-	return c.Send(ctx, p)
-}
+const StateCanceled = builds.StateCanceled
 
 // readAuthenticated reads a /v1 body under the size cap and checks the
 // caller. It writes the error answer itself and returns false then.
@@ -216,13 +64,13 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := buildreq.Decode(body)
 	if err != nil {
-		code, eb := failure(err)
+		code, eb := answer(err)
 		writeJSON(w, code, eb)
 		return
 	}
-	h, err := s.start(r.Context(), req, "api", newRepoTokens(s.gh))
+	h, err := s.core.Start(r.Context(), req, "api")
 	if err != nil {
-		code, eb := failure(err)
+		code, eb := answer(err)
 		if code >= 500 {
 			s.logger(r.Context()).Error("build not started", "build", req.BuildJobID, "err", err)
 		}
@@ -264,7 +112,7 @@ func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, err := s.exec.Status(r.Context(), id)
+	st, err := s.core.Status(r.Context(), id)
 	if err != nil {
 		s.logger(r.Context()).Error("status failed", "build", id, "err", err)
 		writeJSON(w, http.StatusBadGateway, errorBody{Error: "could not read the build's status"})
@@ -294,37 +142,22 @@ func (s *Server) deleteBuild(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	log := s.logger(r.Context())
-	st, err := s.exec.Status(r.Context(), id)
-	if err != nil {
-		log.Error("status failed", "build", id, "err", err)
-		writeJSON(w, http.StatusBadGateway, errorBody{Error: "could not read the build's status"})
-		return
-	}
-	switch st {
-	case executor.StateNotFound:
-		writeJSON(w, http.StatusNotFound, StatusResponse{BuildJobID: id, State: st})
-		return
-	case executor.StateSucceeded, executor.StateFailed:
-		// Its terminal status is already reported; CANCELED would be
-		// ignored and the Job goes with its TTL.
-		writeJSON(w, http.StatusConflict, StatusResponse{BuildJobID: id, State: st})
-		return
-	}
-	cbErr, err := s.cancel(r.Context(), id, "canceled on request", base)
+	c, err := s.core.Cancel(r.Context(), id, base)
 	switch {
 	case errors.Is(err, executor.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, StatusResponse{BuildJobID: id, State: executor.StateNotFound})
 		return
+	case errors.Is(err, builds.ErrFinished):
+		writeJSON(w, http.StatusConflict, StatusResponse{BuildJobID: id, State: c.State})
+		return
 	case err != nil:
-		log.Error("cancel failed", "build", id, "err", err)
+		s.logger(r.Context()).Error("cancel failed", "build", id, "err", err)
 		writeJSON(w, http.StatusBadGateway, errorBody{Error: "could not cancel the build"})
 		return
 	}
 	resp := StatusResponse{BuildJobID: id, State: StateCanceled, Callback: "sent"}
-	if cbErr != nil {
+	if c.CallbackErr != nil {
 		resp.Callback = "failed"
 	}
-	log.Info("build canceled", "build", id, "callback", resp.Callback)
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -17,36 +17,36 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/api"
 	"github.com/alternatefutures/af-builder/functions/dispatch/apiauth"
+	"github.com/alternatefutures/af-builder/functions/dispatch/builds"
+	"github.com/alternatefutures/af-builder/functions/dispatch/dispatchtest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
-	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp"
 	"github.com/alternatefutures/af-builder/functions/dispatch/githubapp/githubtest"
 	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
 	"github.com/alternatefutures/af-builder/internal/testinfra/callbacksink"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
 const (
-	appID          = 4242
-	installationID = 2311213
-	owner          = "Codertocat"
-	repo           = "Hello-World"
-	commitA        = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
-	commitB        = "7638417db6d59f3c431d3e1f261cc637155684cd"
+	installationID = dispatchtest.InstallationID
+	owner          = dispatchtest.Owner
+	repo           = dispatchtest.Repo
+	commitA        = dispatchtest.CommitA
+	commitB        = dispatchtest.CommitB
 )
 
 var (
-	webhookSecret  = []byte("whsec-test-webhook-secret-0123456789")
-	apiSecret      = []byte("api-secret-for-tests-0123456789abcdef")
-	callbackSecret = []byte("callback-secret-for-tests-0123456789ab")
-	registryToken  = "ghp_RegistryTokenForTests0123456789abcd"
+	webhookSecret  = []byte(dispatchtest.WebhookSecret)
+	apiSecret      = []byte(dispatchtest.APISecret)
+	callbackSecret = []byte(dispatchtest.CallbackSecret)
+	registryToken  = dispatchtest.RegistryToken
 )
 
 // defaultServices track Codertocat/Hello-World's main branch: "web" builds
@@ -66,6 +66,8 @@ type options struct {
 	// webhookBudget and callbackTimeout replace 8 s and 3 s when set.
 	webhookBudget   time.Duration
 	callbackTimeout time.Duration
+	// maxInFlight limits concurrent requests (0: none).
+	maxInFlight int
 	// logHandler replaces the test log handler (the secret scan captures).
 	logHandler slog.Handler
 }
@@ -83,6 +85,7 @@ type harness struct {
 	exec *cancelWatch
 	kenv *kubetest.Env
 	srv  *api.Server
+	core *builds.Service
 
 	mu        sync.Mutex
 	responses []string
@@ -90,37 +93,11 @@ type harness struct {
 
 func start(t *testing.T, o options) *harness {
 	t.Helper()
-	env := kubetest.Start(t)
-	ns := env.Namespace(t)
-	// The shared admin clientset is throttled at client-go's default 5 QPS;
-	// parallel tests would queue behind each other.
-	rc := rest.CopyConfig(env.Config)
-	rc.QPS, rc.Burst = 200, 400
-	kube, err := k8s.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcfg := kubernetes.DefaultConfig()
-	kcfg.Namespace = ns
-	kcfg.RunnerImage = "ghcr.io/alternatefutures/af-builder-runner:test"
-	kexec, err := kubernetes.New(kube, kcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	gh := githubtest.Start(t, appID)
-	gh.AddInstallation(installationID, owner, repo)
-	minter, err := githubapp.New(githubapp.Options{AppID: appID, PrivateKey: gh.PrivateKeyPEM, APIURL: gh.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sink, err := callbacksink.Start(ctx, callbacksink.Options{Secret: callbackSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := dispatchtest.Start(t)
+	kexec := w.Executor(t, nil)
+	minter := w.Minter(t)
+	sink := w.Sink
+	kube, ns, env, gh := w.Client, w.Namespace, w.Kube, w.GitHub
 
 	src := o.source
 	if src == nil {
@@ -151,25 +128,28 @@ func start(t *testing.T, o options) *harness {
 		lh = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
 
+	log := slog.New(lh)
+	core := builds.New(builds.Config{
+		CallbackSecret:  callbackSecret,
+		CallbackURL:     w.CallbackBase(),
+		GitHubURL:       "https://github.com",
+		RegistryUser:    "af-builder",
+		RegistryToken:   registryToken,
+		Runner:          contract.RunnerDefaults{BuildTimeout: 30 * time.Minute, LogStreamInterval: 5 * time.Second},
+		Supersede:       !o.noSupersede,
+		CallbackTimeout: cbTimeout,
+	}, builds.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: log})
 	srv := api.New(api.Config{
-		WebhookSecret:     webhookSecret,
-		APISecret:         apiSecret,
-		CallbackSecret:    callbackSecret,
-		CallbackURL:       strings.TrimSuffix(sink.URL(), callbacksink.Path),
-		GitHubURL:         "https://github.com",
-		RegistryUser:      "af-builder",
-		RegistryToken:     registryToken,
-		Supersede:         !o.noSupersede,
-		MaxWebhookBytes:   maxWebhook,
-		MaxAPIBytes:       64 << 10,
-		WebhookBudget:     budget,
-		CallbackTimeout:   cbTimeout,
-		BuildTimeout:      30 * time.Minute,
-		LogStreamInterval: 5 * time.Second,
-	}, api.Deps{Executor: exec, GitHub: minter, Subscriptions: src, Logger: slog.New(lh)})
+		WebhookSecret:   webhookSecret,
+		APISecret:       apiSecret,
+		MaxWebhookBytes: maxWebhook,
+		MaxAPIBytes:     64 << 10,
+		WebhookBudget:   budget,
+		MaxInFlight:     o.maxInFlight,
+	}, core, log, nil)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec, kenv: env, srv: srv}
+	return &harness{t: t, url: hs.URL, gh: gh, sink: sink, kube: kube, ns: ns, exec: exec, kenv: env, srv: srv, core: core}
 }
 
 // cancelWatch is the executor with a witness: as each Cancel begins it

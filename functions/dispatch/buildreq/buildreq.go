@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/shared/contract"
@@ -130,11 +129,8 @@ type Params struct {
 	GitHubURL       string
 	RegistryUser    string
 	RegistryToken   string
-
-	BuildTimeout      time.Duration
-	LogStreamInterval time.Duration
-	BuildNetwork      string
-	Planner           contract.PlannerDefaults
+	// Runner holds the contract values every build gets.
+	Runner contract.RunnerDefaults
 }
 
 // Placeholder stands in for credentials when a request is only validated or
@@ -143,9 +139,21 @@ const Placeholder = "placeholder-credential"
 
 // Validate checks a request as Env would, before any credential is minted.
 func (r Request) Validate(p Params) error {
-	p.CloneToken, p.CallbackToken = Placeholder, Placeholder
 	_, err := r.Env(p)
 	return err
+}
+
+// WithCredentials puts the build's real tokens into a contract Env made
+// (and validated) with placeholders, so the contract is checked once,
+// before any credential is minted. The tokens are dispatch's own and of
+// the shape the placeholders had.
+func (r Request) WithCredentials(env contract.Env, githubURL, cloneToken, callbackToken string) (contract.Env, error) {
+	clone, _, err := repoURLs(githubURL, r.RepoOwner, r.RepoName, cloneToken)
+	if err != nil {
+		return env, err
+	}
+	env.RepoCloneURL, env.CallbackToken = clone, callbackToken
+	return env, nil
 }
 
 // contractFields maps the contract's variables to the request fields a
@@ -167,15 +175,22 @@ var contractFields = map[string]string{
 
 // Env assembles and validates the contract. A problem with the request
 // comes back as *InvalidError; anything else is a configuration problem.
+// Credentials not given in p are Placeholder.
 func (r Request) Env(p Params) (contract.Env, error) {
+	if p.CloneToken == "" {
+		p.CloneToken = Placeholder
+	}
+	if p.CallbackToken == "" {
+		p.CallbackToken = Placeholder
+	}
 	var problems []Problem
 	add := func(field, msg string) { problems = append(problems, Problem{Field: field, Message: msg}) }
 
 	if r.InstallationID <= 0 {
 		add("installationId", "is required")
 	}
-	if r.ServiceID != "" && (len(r.ServiceID) > 253 || strings.ContainsFunc(r.ServiceID, unicode.IsControl)) {
-		add("serviceId", "must be at most 253 printable characters")
+	if err := validate.ServiceID(r.ServiceID); err != nil {
+		add("serviceId", err.Error())
 	}
 	if r.Branch != "" {
 		if err := validate.BranchName(r.Branch); err != nil {
@@ -213,12 +228,12 @@ func (r Request) Env(p Params) (contract.Env, error) {
 		StartCommandB64:   r.StartCommandB64,
 		RepoOwner:         r.RepoOwner,
 		RepoName:          r.RepoName,
-		BuildNetwork:      p.BuildNetwork,
-		LogStreamInterval: p.LogStreamInterval,
-		BuildTimeout:      p.BuildTimeout,
+		BuildNetwork:      p.Runner.BuildNetwork,
+		LogStreamInterval: p.Runner.LogStreamInterval,
+		BuildTimeout:      p.Runner.BuildTimeout,
 		Builder:           r.Builder,
 	}
-	p.Planner.Apply(&env)
+	p.Runner.PlannerDefaults.Apply(&env)
 	var configErrs []error
 	if validate.RepoOwner(r.RepoOwner) == nil && validate.RepoName(r.RepoName) == nil {
 		clone, source, err := repoURLs(p.GitHubURL, r.RepoOwner, r.RepoName, p.CloneToken)

@@ -15,12 +15,11 @@ const sha = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
 
 func params() buildreq.Params {
 	return buildreq.Params{
-		CloneToken:        "ghs_token",
-		CallbackToken:     "cGF5bG9hZA.c2ln",
-		CallbackBaseURL:   "https://api.example.com",
-		GitHubURL:         "https://github.com",
-		BuildTimeout:      30 * time.Minute,
-		LogStreamInterval: 5 * time.Second,
+		CloneToken:      "ghs_token",
+		CallbackToken:   "cGF5bG9hZA.c2ln",
+		CallbackBaseURL: "https://api.example.com",
+		GitHubURL:       "https://github.com",
+		Runner:          contract.RunnerDefaults{BuildTimeout: 30 * time.Minute, LogStreamInterval: 5 * time.Second},
 	}
 }
 
@@ -112,7 +111,7 @@ func TestBuilderIsTheCallersAndPlannerDefaultsTheOperators(t *testing.T) {
 	req := request()
 	req.Builder = "template"
 	p := params()
-	p.Planner = contract.PlannerDefaults{TargetPlatform: "linux/arm64", BaseImages: contract.BaseImages{Mirror: "mirror.example/hub"}}
+	p.Runner.PlannerDefaults = contract.PlannerDefaults{TargetPlatform: "linux/arm64", BaseImages: contract.BaseImages{Mirror: "mirror.example/hub"}}
 	env, err := req.Env(p)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +128,7 @@ func TestBuilderIsTheCallersAndPlannerDefaultsTheOperators(t *testing.T) {
 	if err := req.Validate(params()); !errors.As(err, &inv) || !slices.Equal(inv.Fields(), []string{"builder"}) {
 		t.Errorf("unknown builder: %v, want the caller's builder field named", err)
 	}
-	p.Planner.TargetPlatform = "windows/amd64"
+	p.Runner.TargetPlatform = "windows/amd64"
 	if err := request().Validate(p); err == nil || errors.As(err, &inv) || !strings.Contains(err.Error(), "TARGET_PLATFORM") {
 		t.Errorf("bad platform: %v, want a configuration error naming TARGET_PLATFORM", err)
 	}

@@ -102,6 +102,11 @@ type Config struct {
 	// WebhookBudget is how long a webhook may take before dispatch stops
 	// starting new work: GitHub gives up after 10 s.
 	WebhookBudget time.Duration `env:"WEBHOOK_BUDGET, default=8s"`
+	// MaxInFlight is how many webhooks and /v1 requests one dispatch works
+	// on at once; one more is answered 503 (Retry-After: 1) at once, so
+	// GitHub's redelivery or the platform's retry finds room instead of
+	// timing out. 0 means no limit.
+	MaxInFlight int `env:"MAX_IN_FLIGHT, default=256"`
 
 	// CancelCallbackTimeout bounds one CANCELED report dispatch sends
 	// itself (cancel, supersede), retries included: a caller is waiting.
@@ -112,12 +117,9 @@ type Config struct {
 	// it. Under Lambda a scheduled event triggers the same work instead.
 	ReapInterval time.Duration `env:"REAP_INTERVAL, default=1m"`
 
-	// Defaults for every runner.
-	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
-	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
-	BuildNetwork      string        `env:"BUILD_NETWORK"`
-	// Planner: TARGET_PLATFORM and the BASE_IMAGE_* mirror settings.
-	Planner contract.PlannerDefaults
+	// The contract values every build gets (BUILD_TIMEOUT,
+	// LOG_STREAM_INTERVAL, BUILD_NETWORK), passed whole to the core.
+	contract.RunnerDefaults
 
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=json"`
@@ -153,7 +155,7 @@ func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(v, msg string) { errs = append(errs, fmt.Errorf("%s %s", v, msg)) }
-	if err := c.Planner.Validate(); err != nil {
+	if err := c.PlannerDefaults.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Executor != "kubernetes" && c.Executor != "local" {
@@ -208,6 +210,9 @@ func (c Config) Validate() error {
 	}
 	if c.CancelCallbackTimeout <= 0 {
 		bad("CANCEL_CALLBACK_TIMEOUT", "must be positive")
+	}
+	if c.MaxInFlight < 0 {
+		bad("MAX_IN_FLIGHT", "must not be negative (0 means no limit)")
 	}
 	if c.ReapInterval < 0 {
 		bad("REAP_INTERVAL", "must not be negative (0 disables the reaper)")

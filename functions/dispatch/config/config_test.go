@@ -143,8 +143,8 @@ func TestPlannerSettingsAreReadAndChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Planner.TargetPlatform != "linux/arm64" || c.Planner.BaseImages.Mirror != "127.0.0.1:5000/standin" || c.Planner.BaseImages.Go != "af-standin/golang:1.24" {
-		t.Errorf("planner settings = %+v", c.Planner)
+	if c.TargetPlatform != "linux/arm64" || c.BaseImages.Mirror != "127.0.0.1:5000/standin" || c.BaseImages.Go != "af-standin/golang:1.24" {
+		t.Errorf("planner settings = %+v", c.PlannerDefaults)
 	}
 	env["TARGET_PLATFORM"] = "darwin/arm64"
 	env["BASE_IMAGE_MIRROR"] = "mirror.example/"

@@ -62,3 +62,6 @@ func (e *Executor) Active(context.Context, string, string) ([]string, error) { r
 
 // Reap finds nothing: a dry run starts no runner that could be lost.
 func (e *Executor) Reap(context.Context) ([]executor.Lost, error) { return nil, nil }
+
+// Superseded finds nothing.
+func (e *Executor) Superseded(context.Context) ([]executor.Stale, error) { return nil, nil }

@@ -6,6 +6,8 @@ package executor
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
@@ -69,6 +71,22 @@ type Executor interface {
 	// reach the API); each is returned once (the executor marks it).
 	// Dispatch reports them FAILED, so no build stays RUNNING forever.
 	Reap(ctx context.Context) ([]Lost, error)
+	// Superseded lists every unfinished build that a newer unfinished
+	// build of the same service and branch supersedes (by the order of
+	// Active): the cancels a push could not finish in its own time.
+	Superseded(ctx context.Context) ([]Stale, error)
+}
+
+// Stale is an unfinished build a newer one supersedes.
+type Stale struct {
+	BuildJobID string
+	// By is the newest build of its service and branch.
+	By        string
+	ServiceID string
+	Branch    string
+	// CallbackURL is the runner's own CALLBACK_URL, where its CANCELED
+	// goes; empty when it is not known.
+	CallbackURL string
 }
 
 // Lost is a build whose runner will never report again.
@@ -110,4 +128,61 @@ func (o Order) key() time.Time {
 		return o.Submitted.Truncate(time.Second)
 	}
 	return o.Pushed.Truncate(time.Second)
+}
+
+// Unfinished is one unfinished build, as an executor lists them for
+// SupersededAmong.
+type Unfinished struct {
+	BuildJobID  string
+	ServiceID   string
+	Branch      string
+	CallbackURL string
+	Order       Order
+}
+
+// SupersededAmong groups builds by service and branch and returns, for
+// each group, every build but the newest. Builds without a service id are
+// never superseded. The result is in a stable order (by service, branch,
+// then age).
+func SupersededAmong(builds []Unfinished) []Stale {
+	type key struct{ service, branch string }
+	groups := map[key][]Unfinished{}
+	var keys []key
+	for _, b := range builds {
+		if b.ServiceID == "" {
+			continue
+		}
+		k := key{b.ServiceID, b.Branch}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], b)
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := strings.Compare(a.service, b.service); c != 0 {
+			return c
+		}
+		return strings.Compare(a.branch, b.branch)
+	})
+	var out []Stale
+	for _, k := range keys {
+		g := groups[k]
+		if len(g) < 2 {
+			continue
+		}
+		slices.SortStableFunc(g, func(a, b Unfinished) int {
+			switch {
+			case Older(a.Order, b.Order):
+				return -1
+			case Older(b.Order, a.Order):
+				return 1
+			}
+			return 0
+		})
+		newest := g[len(g)-1].BuildJobID
+		for _, b := range g[:len(g)-1] {
+			out = append(out, Stale{BuildJobID: b.BuildJobID, By: newest, ServiceID: k.service, Branch: k.branch, CallbackURL: b.CallbackURL})
+		}
+	}
+	return out
 }

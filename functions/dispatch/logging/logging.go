@@ -82,3 +82,20 @@ func (h *handler) attr(a slog.Attr) slog.Attr {
 		return slog.Attr{Key: a.Key, Value: v}
 	}
 }
+
+type ctxKey struct{}
+
+// WithLogger returns ctx carrying l: the HTTP layer puts a request's logger
+// (with its request and delivery ids) there, and the packages it calls log
+// through it.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// From returns the logger ctx carries, or fallback.
+func From(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if l, ok := ctx.Value(ctxKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return fallback
+}

@@ -7,10 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode"
-
-	"github.com/alternatefutures/af-builder/functions/dispatch/webhook"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -41,6 +37,12 @@ type Service struct {
 	Builder string `json:"builder,omitempty"`
 }
 
+// Touches reports whether a push that changed these files concerns the
+// service (see the package function Touches).
+func (s Service) Touches(changed []string, complete bool) (bool, string) {
+	return Touches(changed, complete, s.RootDirectory, s.WatchPaths)
+}
+
 // Source looks up the services a push concerns.
 type Source interface {
 	Lookup(ctx context.Context, key PushKey) ([]Service, error)
@@ -50,8 +52,10 @@ type Source interface {
 // full contract is validated again when the build is assembled.
 func (s Service) Validate() error {
 	var errs []error
-	if s.ServiceID == "" || len(s.ServiceID) > 253 || strings.ContainsFunc(s.ServiceID, unicode.IsControl) {
+	if s.ServiceID == "" {
 		errs = append(errs, errors.New("serviceId must be 1-253 printable characters"))
+	} else if err := validate.ServiceID(s.ServiceID); err != nil {
+		errs = append(errs, fmt.Errorf("serviceId %w", err))
 	}
 	if s.BuildJobID != "" {
 		if err := validate.BuildJobID(s.BuildJobID); err != nil {
@@ -64,7 +68,7 @@ func (s Service) Validate() error {
 	if _, err := validate.RootDirectory(s.RootDirectory); err != nil {
 		errs = append(errs, fmt.Errorf("rootDirectory %w", err))
 	}
-	if err := webhook.ValidateWatchPaths(s.WatchPaths); err != nil {
+	if err := validate.WatchPaths(s.WatchPaths); err != nil {
 		errs = append(errs, err)
 	}
 	for name, c := range map[string]string{"buildCommand": s.BuildCommand, "startCommand": s.StartCommand} {

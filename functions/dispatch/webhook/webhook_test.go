@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
 )
@@ -192,7 +193,7 @@ func TestForcedAndNewBranchPushesDoNotKnowEveryChange(t *testing.T) {
 		if p.ChangesKnown != tc.known {
 			t.Errorf("%s: ChangesKnown = %v, want %v", name, p.ChangesKnown, tc.known)
 		}
-		if ok, _ := webhook.Touches(p, "apps/web", nil); ok != !tc.known {
+		if ok, _ := subscriptions.Touches(p.Changed, p.ChangesKnown, "apps/web", nil); ok != !tc.known {
 			t.Errorf("%s: Touches(apps/web) = %v", name, ok)
 		}
 	}

@@ -14,9 +14,15 @@
 //   - otherwise 200. The first terminal status is the job's final state;
 //     later deliveries (terminal or not) are answered 200 and recorded but
 //     change nothing.
+//
+// Logs are stored as service-cloud-api stores them: an accepted delivery
+// that carries "logs" (a string, even an empty one) replaces the job's
+// stored log (body.logs ?? job.logs), cut to its last MaxStoredLogChars
+// characters; one without "logs" (or with null) keeps it.
 package callbacksink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +45,9 @@ const TokenHeader = "X-AF-Build-Token"
 
 // MaxBody is the largest body the API accepts.
 const MaxBody = 256 << 10
+
+// MaxStoredLogChars is the most log the API keeps per job.
+const MaxStoredLogChars = 60000
 
 // Statuses the API knows; the last three are terminal.
 const (
@@ -109,6 +118,7 @@ type Sink struct {
 	received  []Delivery
 	state     map[string]string // last accepted status, frozen at the first terminal one
 	final     map[string]int    // index into received of the final delivery
+	logs      map[string]string // the stored log, as the API keeps it
 	changed   chan struct{}     // closed and replaced on every delivery
 	closeOnce sync.Once
 	closeErr  error
@@ -128,6 +138,7 @@ func Start(ctx context.Context, opts Options) (*Sink, error) {
 		scripts: map[string][]int{},
 		state:   map[string]string{},
 		final:   map[string]int{},
+		logs:    map[string]string{},
 		changed: make(chan struct{}),
 		served:  make(chan struct{}),
 	}
@@ -254,6 +265,48 @@ func (s *Sink) State(buildJobID string) string {
 	return s.state[buildJobID]
 }
 
+// Logs is the job's log as the API would show it.
+func (s *Sink) Logs(buildJobID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs[buildJobID]
+}
+
+// Post delivers a callback as a runner would (a token minted with the
+// sink's secret), for tests that need the API to hold some state first.
+// It returns the status code the sink answered.
+func (s *Sink) Post(ctx context.Context, buildJobID, status string, logs *string) (int, error) {
+	body := map[string]any{"buildJobId": buildJobID, "status": status}
+	if logs != nil {
+		body["logs"] = *logs
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL(), bytes.NewReader(raw))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TokenHeader, s.Token(buildJobID))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// lastChars keeps the last n characters (runes) of s.
+func lastChars(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[len(r)-n:])
+}
+
 // Terminal returns the delivery that gave the job its final status.
 func (s *Sink) Terminal(buildJobID string) (Delivery, bool) {
 	s.mu.Lock()
@@ -358,6 +411,9 @@ func (s *Sink) handle(w http.ResponseWriter, r *http.Request) {
 	if d.Accepted() {
 		if _, done := s.final[d.BuildJobID]; !done {
 			s.state[d.BuildJobID] = d.Status
+			if l, ok := d.Payload["logs"].(string); ok {
+				s.logs[d.BuildJobID] = lastChars(l, MaxStoredLogChars)
+			}
 			if IsTerminal(d.Status) {
 				d.Final = true
 				s.final[d.BuildJobID] = len(s.received)

@@ -276,3 +276,57 @@ func TestStopOnContext(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The sink keeps a job's log as service-cloud-api does: replaced by every
+// callback that carries logs (even an empty string), kept by one that
+// carries none or null, cut to the last 60,000 characters, frozen once the
+// job is final.
+func TestLogsAreStoredAsTheAPIStoresThem(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := Start(ctx, Options{Secret: []byte("secret-for-the-log-test-0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(v string) *string { return &v }
+	post := func(status string, logs *string) {
+		t.Helper()
+		if code, err := s.Post(ctx, "job-1", status, logs); err != nil || code != http.StatusOK {
+			t.Fatalf("post %s: %d, %v", status, code, err)
+		}
+	}
+	raw := func(body string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, s.URL(), strings.NewReader(body))
+		req.Header.Set(TokenHeader, s.Token("job-1"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("post %s: %v %v", body, resp, err)
+		}
+		resp.Body.Close()
+	}
+
+	post("RUNNING", str("line 1\n"))
+	post("RUNNING", str("line 1\nline 2\n"))
+	if got := s.Logs("job-1"); got != "line 1\nline 2\n" {
+		t.Errorf("after two RUNNING: %q, want the second replacing the first", got)
+	}
+	post("RUNNING", nil)
+	raw(`{"buildJobId":"job-1","status":"RUNNING","logs":null}`)
+	if got := s.Logs("job-1"); got != "line 1\nline 2\n" {
+		t.Errorf("callbacks without logs changed the log to %q", got)
+	}
+	long := strings.Repeat("é", MaxStoredLogChars) + "tail"
+	post("RUNNING", &long)
+	if got := []rune(s.Logs("job-1")); len(got) != MaxStoredLogChars || !strings.HasSuffix(string(got), "tail") {
+		t.Errorf("long log stored as %d characters ending %q, want the last %d", len(got), string(got[len(got)-4:]), MaxStoredLogChars)
+	}
+	post("FAILED", str(""))
+	if got := s.Logs("job-1"); got != "" {
+		t.Errorf("an empty logs string must replace the log (the API does), got %q", got)
+	}
+	post("RUNNING", str("after the end"))
+	if got := s.Logs("job-1"); got != "" {
+		t.Errorf("a delivery after the final status changed the log to %q", got)
+	}
+}

@@ -2,8 +2,10 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/shared/validate"
@@ -23,6 +26,9 @@ import (
 type Executor struct {
 	client k8s.Interface
 	cfg    Config
+	// cleanups are the rollbacks still running after their Submit
+	// answered.
+	cleanups sync.WaitGroup
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -36,13 +42,9 @@ func New(client k8s.Interface, cfg Config) (*Executor, error) {
 	return &Executor{client: client, cfg: cfg}, nil
 }
 
-// NewFromConfig builds the client from cfg.Client. No request is made until
-// the first method call.
-func NewFromConfig(cfg Config) (*Executor, error) {
-	rc, err := cfg.Client.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
+// NewFromREST builds the client from rc (kubeclient.Config.RESTConfig).
+// No request is made until the first method call.
+func NewFromREST(rc *rest.Config, cfg Config) (*Executor, error) {
 	client, err := k8s.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -50,30 +52,25 @@ func NewFromConfig(cfg Config) (*Executor, error) {
 	return New(client, cfg)
 }
 
-// cleanupTimeout bounds the requests that undo a half-done Submit. They run
-// on a context detached from the caller's, because the caller going away
-// (client disconnect, Lambda deadline) is one of the reasons to clean up.
-const cleanupTimeout = 5 * time.Second
-
 // Submit creates the build's Job and Secret, or finds them already there.
 //
-// Order: the Job first, then the Secret with an ownerReference to the Job's
-// UID. This is the order in which no partial failure can leave an orphan
-// Secret, i.e. credentials that nothing will ever delete: the Secret never
-// exists without its owner, so the garbage collector removes it with the
-// Job (on Cancel, or ttlSecondsAfterFinished). The reverse order (Secret,
-// then Job, then patch the owner in) leaves an ownerless Secret whenever
-// the process dies or the Job create fails in between.
+// The Job is created suspended, then its Secret (owned by the Job, so the
+// garbage collector removes it with the Job: no partial failure can leave
+// credentials that nothing will ever delete), then the Job is released.
+// Nothing runs before its credentials exist, and only a released Job is
+// ever reported as submitted.
 //
-// The cost is a window in which the Job exists but its Secret does not. The
-// builder's secretKeyRef is not optional, so the kubelet does not start the
-// builder until the Secret appears; since dind starts first, the Secret
-// normally exists long before. If creating the Secret fails, the Job is
-// deleted again; if even that fails, the Job waits harmlessly until a retried
-// Submit supplies the Secret or its deadline ends it.
+// Concurrent duplicates (a webhook and its redelivery, a repeated API call)
+// are safe by construction: whichever gets a step done, the others find it
+// done, and a Submit that fails part-way removes its Job only while nobody
+// has released it (a delete preconditioned on the resourceVersion it
+// created), so it can never take away a build a duplicate reported as
+// queued. That rollback runs after the answer, not before it, so a failing
+// Submit answers within its caller's time; if it cannot run at all, the
+// suspended Job uses no node and the reaper removes it (ReleaseTimeout).
 //
-// A duplicate Submit (same build id) finds the Job, leaves an existing Secret
-// untouched (it is immutable anyway) and reports Created=false.
+// A duplicate Submit of a released Job costs one create and two reads, and
+// reports Created=false; a new build costs three writes.
 func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handle, error) {
 	job, secret, err := Render(e.cfg, b)
 	if err != nil {
@@ -87,6 +84,7 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 	if !b.PushedAt.IsZero() {
 		job.Annotations[AnnotationPushedAt] = b.PushedAt.UTC().Format(time.RFC3339Nano)
 	}
+	job.Spec.Suspend = ptr(true)
 
 	created, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: managerName})
 	switch {
@@ -105,6 +103,17 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 		if existing.DeletionTimestamp != nil {
 			return h, fmt.Errorf("build %s: job %s is being deleted (canceled); retry later", id, job.Name)
 		}
+		if !suspended(existing) {
+			// Released, so its Secret was stored; one read makes sure it
+			// still is (a Secret deleted by hand is restored).
+			if s, err := e.client.CoreV1().Secrets(job.Namespace).Get(ctx, secret.Name, metav1.GetOptions{}); err == nil && ownedBy(s, existing.UID) {
+				return h, nil
+			}
+			if err := e.ensureSecret(ctx, existing, secret); err != nil {
+				return h, fmt.Errorf("build %s: %w", id, err)
+			}
+			return h, nil
+		}
 		created = existing
 	default:
 		return h, fmt.Errorf("build %s: create job %s: %w", id, job.Name, err)
@@ -112,64 +121,104 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 
 	if err := e.ensureSecret(ctx, created, secret); err != nil {
 		if h.Created {
-			e.rollback(ctx, created)
+			e.rollback(created)
+		}
+		return h, fmt.Errorf("build %s: %w", id, err)
+	}
+	if err := e.release(ctx, created); err != nil {
+		if h.Created {
+			e.rollback(created)
 		}
 		return h, fmt.Errorf("build %s: %w", id, err)
 	}
 	return h, nil
 }
 
-// ensureSecret makes sure the Secret owned by job exists. On a duplicate
-// Submit it normally finds it and changes nothing.
+// cleanupTimeout bounds a rollback. It runs detached from the caller,
+// whose going away (a client disconnect, the Lambda deadline) is one of the
+// reasons to clean up.
+const cleanupTimeout = 5 * time.Second
+
+// rollback deletes a Job this Submit created and could not complete, in
+// the background, unless someone released it since: the delete carries
+// the resourceVersion of the create, and a release changes it.
+func (e *Executor) rollback(job *batchv1.Job) {
+	e.cleanups.Add(1)
+	go func() {
+		defer e.cleanups.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		// Best effort: a Job left behind is suspended, and the reaper
+		// removes it.
+		_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+			PropagationPolicy: ptr(metav1.DeletePropagationBackground),
+			Preconditions:     &metav1.Preconditions{UID: &job.UID, ResourceVersion: &job.ResourceVersion},
+		})
+	}()
+}
+
+// Wait blocks until the rollbacks of failed Submits have run; serve calls
+// it before exiting.
+func (e *Executor) Wait() { e.cleanups.Wait() }
+
+func suspended(job *batchv1.Job) bool { return job.Spec.Suspend != nil && *job.Spec.Suspend }
+
+// release lets the Job's pod start. The patch is pinned to the Job's UID,
+// so it can never release a later Job of the same name.
+func (e *Executor) release(ctx context.Context, job *batchv1.Job) error {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": job.UID},
+		"spec":     map[string]any{"suspend": false},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
+	if err != nil {
+		return fmt.Errorf("release job %s: %w", job.Name, err)
+	}
+	return nil
+}
+
+// ensureSecret makes sure the Secret owned by job exists. It creates first
+// and reads only when the create finds one: a new build costs one call.
 func (e *Executor) ensureSecret(ctx context.Context, job *batchv1.Job, secret *corev1.Secret) error {
 	secrets := e.client.CoreV1().Secrets(job.Namespace)
 	secret = secret.DeepCopy()
 	secret.OwnerReferences = []metav1.OwnerReference{ownerRef(job)}
 
 	for attempt := 0; ; attempt++ {
-		existing, err := secrets.Get(ctx, secret.Name, metav1.GetOptions{})
-		switch {
-		case err == nil && ownedBy(existing, job.UID):
-			return nil
-		case err == nil && attempt == 0:
-			// Left over from an earlier Job of the same name whose cleanup
-			// has not happened (no GC yet, or a Cancel that could not delete
-			// it). Its credentials are stale; replace it.
-			err := secrets.Delete(ctx, existing.Name, metav1.DeleteOptions{
-				Preconditions: &metav1.Preconditions{UID: &existing.UID},
-			})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return fmt.Errorf("replace stale secret %s: %w", secret.Name, err)
-			}
-		case err == nil:
-			return fmt.Errorf("secret %s belongs to another job", secret.Name)
-		case !apierrors.IsNotFound(err):
-			return fmt.Errorf("read secret %s: %w", secret.Name, err)
-		}
-
-		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: managerName})
+		_, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: managerName})
 		switch {
 		case err == nil:
 			return nil
-		case apierrors.IsAlreadyExists(err) && attempt == 0:
-			// A concurrent Submit of the same build got there first; look
-			// again whose it is.
-			continue
-		default:
+		case !apierrors.IsAlreadyExists(err):
 			// The API's message names the object, never the data.
 			return fmt.Errorf("create secret %s: %w", secret.Name, err)
 		}
+		existing, err := secrets.Get(ctx, secret.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err) && attempt == 0:
+			// Deleted in between (a cancel, the collector): try again.
+			continue
+		case err != nil:
+			return fmt.Errorf("read secret %s: %w", secret.Name, err)
+		case ownedBy(existing, job.UID):
+			// A concurrent Submit of the same build got there first.
+			return nil
+		case attempt > 0:
+			return fmt.Errorf("secret %s belongs to another job", secret.Name)
+		}
+		// Left over from an earlier Job of the same name whose cleanup has
+		// not happened (no GC yet, or a Cancel that could not delete it).
+		// Its credentials are stale; replace it.
+		err = secrets.Delete(ctx, existing.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &existing.UID},
+		})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("replace stale secret %s: %w", secret.Name, err)
+		}
 	}
-}
-
-func (e *Executor) rollback(ctx context.Context, job *batchv1.Job) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	// Best effort: see Submit for why a Job left behind is harmless.
-	_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
-		Preconditions:     &metav1.Preconditions{UID: &job.UID},
-	})
 }
 
 func ownerRef(job *batchv1.Job) metav1.OwnerReference {
@@ -282,7 +331,9 @@ func finished(job *batchv1.Job) bool {
 // Active lists the build ids of the unfinished builds of one service and
 // branch, oldest first, for superseding. The label selector narrows the
 // list on the server; the annotations, which hold the exact values, decide,
-// since a label may be a hashed form. An empty serviceID matches nothing
+// since a label may be a hashed form. A Job not yet released is no build
+// yet (its Submit may still fail), so it neither supersedes nor is
+// superseded. An empty serviceID matches nothing
 // (such builds are never superseded); an empty branch matches builds
 // submitted without one.
 func (e *Executor) Active(ctx context.Context, serviceID, branch string) ([]string, error) {
@@ -315,7 +366,7 @@ func (e *Executor) Active(ctx context.Context, serviceID, branch string) ([]stri
 			if job.Annotations[LabelServiceID] == serviceID &&
 				job.Annotations[LabelBranch] == branch &&
 				job.Annotations[LabelBuildID] != "" &&
-				!finished(&job) {
+				!finished(&job) && !suspended(&job) {
 				found = append(found, job)
 			}
 		}

@@ -309,6 +309,7 @@ func TestSubmitRemovesTheJobWhenTheSecretCannotBeCreated(t *testing.T) {
 	if err == nil || !apierrors.IsForbidden(err) {
 		t.Fatalf("Submit = %v, want a wrapped Forbidden from the Secret create", err)
 	}
+	ex.Wait() // the rollback runs after the answer
 	for _, s := range secretValues(sampleBuild()) {
 		if strings.Contains(err.Error(), s) {
 			t.Fatalf("error reveals a secret: %v", err)
@@ -629,6 +630,7 @@ func TestSubmitCanceledMidwayLeavesNothingBehind(t *testing.T) {
 	if _, err := ex.Submit(ctx, sampleBuild()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Submit = %v, want context.Canceled", err)
 	}
+	ex.Wait() // the rollback runs after the answer
 	assertGone(t, env.Kube, ns, JobName(sampleBuild().Env.BuildJobID))
 }
 

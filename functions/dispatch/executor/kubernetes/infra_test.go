@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubeclient"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 )
 
@@ -68,8 +69,12 @@ func TestRBACIsEnoughForTheExecutor(t *testing.T) {
 	saConfig := env.ServiceAccountConfig(t, ns, "af-dispatch")
 	cfg := sampleConfig()
 	cfg.Namespace = ns
-	cfg.Client = ClientConfig{Mode: ModeKubeconfig, Kubeconfig: kubetest.WriteKubeconfig(t, saConfig)}
-	ex, err := NewFromConfig(cfg)
+	cc := kubeclient.Config{Mode: kubeclient.ModeKubeconfig, Kubeconfig: kubetest.WriteKubeconfig(t, saConfig)}
+	rc, err := cc.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := NewFromREST(rc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

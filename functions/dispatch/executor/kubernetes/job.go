@@ -150,10 +150,10 @@ func LabelValue(s string) string {
 // Every contract variable marked Secret goes into the Secret and reaches the
 // builder through a secretKeyRef; the Job itself carries no secret value, so
 // anyone allowed to read Jobs or Pods in the namespace learns nothing usable.
+//
+// cfg is trusted: New and LoadConfig validated it. The build is checked,
+// since Render is the executor's edge.
 func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, nil, err
-	}
 	env := b.Env
 	// The engine is always the sidecar; whatever the request said about
 	// DOCKER_HOST would point the runner somewhere it cannot reach.
@@ -259,8 +259,8 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 // validateGrouping checks the fields outside the env contract; they end up
 // in labels, annotations and label selectors.
 func validateGrouping(b executor.Build) error {
-	if len(b.ServiceID) > 253 || strings.ContainsFunc(b.ServiceID, unicode.IsControl) {
-		return errors.New("service id must be at most 253 printable characters")
+	if err := validate.ServiceID(b.ServiceID); err != nil {
+		return fmt.Errorf("service id %w", err)
 	}
 	if b.Branch != "" {
 		if err := validate.BranchName(b.Branch); err != nil {

@@ -14,17 +14,18 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 // AnnotationReaped marks a Job the reaper has dealt with (its value is
 // when), so a finished build is looked at, and reported, only once.
 const AnnotationReaped = "af-builder.io/reaped"
 
-// Exit codes of the runner (runner/main.go) after which it has delivered
-// its own terminal status, or did its best to: 0 SUCCEEDED, 1 FAILED,
-// 2 bad configuration (FAILED when it could). Anything else, a signal
-// included, means nobody reported.
-func runnerReported(code int32) bool { return code == 0 || code == 1 || code == 2 }
+// ReleaseTimeout is how long a Job may stay suspended (created, its Secret
+// not yet stored) before the reaper reports its build FAILED and deletes
+// it: long enough for GitHub's or the platform's retry of the request to
+// complete it.
+const ReleaseTimeout = 10 * time.Minute
 
 // Reap finds the builds whose runner ended without reporting: Jobs that
 // failed, or whose builder container has terminated, and that are not yet
@@ -48,6 +49,23 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 		if id == "" || job.Annotations[AnnotationReaped] != "" || job.DeletionTimestamp != nil {
 			// Not a build, done already, or being canceled (and Cancel
 			// has reported CANCELED).
+			continue
+		}
+		if suspended(job) {
+			// Never released: the Submit that created it failed before its
+			// Secret was stored, and no repeat has completed it since.
+			if time.Since(job.CreationTimestamp.Time) < ReleaseTimeout {
+				continue
+			}
+			marked, err := e.markReaped(ctx, job)
+			if err != nil {
+				return lost, fmt.Errorf("reap build %s: %w", id, err)
+			}
+			if marked {
+				e.deleteJob(ctx, job)
+				lost = append(lost, executor.Lost{BuildJobID: id, CallbackURL: callbackURL(job),
+					Reason: "dispatch could not finish starting the build (its credentials were never stored), and no retry did"})
+			}
 			continue
 		}
 		if JobState(job) == executor.StateSucceeded {
@@ -80,13 +98,13 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 		pod := &pods[i]
 		term := builderTerminated(pod)
 		switch {
-		case term != nil && runnerReported(term.ExitCode):
+		case term != nil && contract.RunnerReported(int(term.ExitCode)):
 			return "", true
 		case pod.Status.Reason == "Evicted":
 			lostReason = "the build pod was evicted: " + pod.Status.Message
 		case term != nil && term.Reason == "OOMKilled":
 			lostReason = fmt.Sprintf("the build container was killed: OOMKilled (exit %d) — raise the builder memory limit or reduce the build's memory use", term.ExitCode)
-		case term != nil && term.ExitCode == 3:
+		case term != nil && term.ExitCode == contract.ExitReportFailed:
 			lostReason = "the runner could not deliver its terminal status (exit 3)"
 		case term != nil:
 			why := term.Reason
@@ -236,4 +254,39 @@ func ownedPods(pods []corev1.Pod, uid types.UID) []corev1.Pod {
 		}
 	}
 	return out
+}
+
+// deleteJob removes a Job the reaper gave up on. Best effort: a Job left
+// behind is marked reaped and looked at no more.
+func (e *Executor) deleteJob(ctx context.Context, job *batchv1.Job) {
+	_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+}
+
+// Superseded lists the unfinished builds that a newer unfinished build of
+// the same service and branch supersedes, from one list of the namespace's
+// Jobs.
+func (e *Executor) Superseded(ctx context.Context) ([]executor.Stale, error) {
+	jobs, err := e.listManaged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var open []executor.Unfinished
+	for i := range jobs {
+		job := &jobs[i]
+		id := job.Annotations[LabelBuildID]
+		if id == "" || job.DeletionTimestamp != nil || finished(job) || suspended(job) {
+			continue
+		}
+		open = append(open, executor.Unfinished{
+			BuildJobID:  id,
+			ServiceID:   job.Annotations[LabelServiceID],
+			Branch:      job.Annotations[LabelBranch],
+			CallbackURL: callbackURL(job),
+			Order:       order(job),
+		})
+	}
+	return executor.SupersededAmong(open), nil
 }

@@ -17,7 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sethvargo/go-envconfig"
+
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/contract"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -39,6 +42,39 @@ type Config struct {
 	ExtraEnv []string `env:"LOCAL_RUNNER_ENV"`
 	// Output, when set, receives every runner's output as it happens.
 	Output io.Writer
+}
+
+// LoadConfig reads Config through lookup (dispatch passes its X_FILE-aware
+// lookup, as to every loader) and validates it.
+func LoadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
+	var c Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: lookup}); err != nil {
+		return c, fmt.Errorf("local executor config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem at once, by variable name.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.BuildNetwork {
+	case "", "default", "host", "none", "bridge":
+	default:
+		errs = append(errs, errors.New("LOCAL_BUILD_NETWORK must be one of default, host, none, bridge"))
+	}
+	if c.GracePeriod < contract.ShutdownReportBudget {
+		errs = append(errs, fmt.Errorf("LOCAL_GRACE_PERIOD must be at least %s: a stopped runner takes up to that to report", contract.ShutdownReportBudget))
+	}
+	for _, kv := range c.ExtraEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, errors.New("LOCAL_RUNNER_ENV entries must be KEY=VALUE"))
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("local executor config: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // Executor runs builds as processes. Finished builds are remembered until
@@ -240,6 +276,23 @@ func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string
 	return ids, nil
 }
 
+// Superseded lists the unfinished builds a newer one of the same service
+// and branch supersedes.
+func (e *Executor) Superseded(context.Context) ([]executor.Stale, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var open []executor.Unfinished
+	for id, p := range e.builds {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		open = append(open, executor.Unfinished{BuildJobID: id, ServiceID: p.serviceID, Branch: p.branch, CallbackURL: p.callbackURL, Order: p.order})
+	}
+	return executor.SupersededAmong(open), nil
+}
+
 // Reap returns, once each, the finished builds whose runner cannot have
 // reported: killed by a signal (the kernel's OOM killer sends SIGKILL), or
 // exited with a code other than 0, 1 and 2 (runner/main.go: 3 is "terminal
@@ -274,9 +327,9 @@ func lostReason(p *proc) string {
 		return "the build process was killed (SIGKILL): out of memory, or stopped from outside"
 	case p.signal != 0:
 		return fmt.Sprintf("the build process was killed by %s", p.signal)
-	case p.exitCode == 0 || p.exitCode == 1 || p.exitCode == 2:
+	case contract.RunnerReported(p.exitCode):
 		return ""
-	case p.exitCode == 3:
+	case p.exitCode == contract.ExitReportFailed:
 		return "the runner could not deliver its terminal status (exit 3)"
 	default:
 		return fmt.Sprintf("the runner ended with exit %d without reporting", p.exitCode)

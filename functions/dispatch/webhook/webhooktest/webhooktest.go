@@ -16,6 +16,16 @@ import (
 	"time"
 )
 
+// The repository of GitHub's example payload, which every dispatch test
+// pushes to, and two commits of it.
+const (
+	InstallationID = 2311213
+	Owner          = "Codertocat"
+	Repo           = "Hello-World"
+	CommitA        = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+	CommitB        = "7638417db6d59f3c431d3e1f261cc637155684cd"
+)
+
 //go:embed testdata/push.json
 var pushTemplate []byte
 

@@ -1,10 +1,12 @@
-package webhook_test
+package subscriptions_test
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/alternatefutures/af-builder/functions/dispatch/subscriptions"
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook"
+	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
 func changed(files ...string) webhook.Push {
@@ -35,7 +37,7 @@ func TestWatchPathsAndRootDirectory(t *testing.T) {
 		"unknown changes build":             {webhook.Push{ChangesKnown: false}, "apps/web", []string{"apps/web/**"}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, reason := webhook.Touches(tc.push, tc.root, tc.watch)
+			got, reason := subscriptions.Touches(tc.push.Changed, tc.push.ChangesKnown, tc.root, tc.watch)
 			if got != tc.want {
 				t.Errorf("Touches = %v (%s), want %v", got, reason, tc.want)
 			}
@@ -47,16 +49,16 @@ func TestWatchPathsAndRootDirectory(t *testing.T) {
 }
 
 func TestValidateWatchPaths(t *testing.T) {
-	if err := webhook.ValidateWatchPaths([]string{"src/**", "!**/*.md", "docs"}); err != nil {
+	if err := validate.WatchPaths([]string{"src/**", "!**/*.md", "docs"}); err != nil {
 		t.Error(err)
 	}
 	for _, bad := range [][]string{{"src/[a"}, {""}, {"!"}} {
-		if err := webhook.ValidateWatchPaths(bad); err == nil {
+		if err := validate.WatchPaths(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
 	for _, ok := range [][]string{nil, {}, {"!**/*.md", "docs/**"}, {"**", "!**/*.md"}} {
-		if err := webhook.ValidateWatchPaths(ok); err != nil {
+		if err := validate.WatchPaths(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
@@ -66,10 +68,10 @@ func TestValidateWatchPaths(t *testing.T) {
 // matches and the service would silently never build.
 func TestWatchPathsOfOnlyNegationsAreRefused(t *testing.T) {
 	for _, bad := range [][]string{{"!docs/**"}, {"!**/*.md", "!README.md"}} {
-		if got, _ := webhook.Touches(changed("src/main.go", "docs/a.md"), ".", bad); got {
+		if got, _ := subscriptions.Touches([]string{"src/main.go", "docs/a.md"}, true, ".", bad); got {
 			t.Fatalf("%q matched: the premise of this test is wrong", bad)
 		}
-		err := webhook.ValidateWatchPaths(bad)
+		err := validate.WatchPaths(bad)
 		if err == nil || !strings.Contains(err.Error(), "need at least one positive pattern") {
 			t.Errorf("%q: err = %v", bad, err)
 		}

@@ -1,0 +1,193 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
+)
+
+// faultyClient is a client whose Secret creates wait for release, then
+// fail as an overloaded API server's would.
+func faultyClient(t *testing.T, env *kubetest.Env, arrived chan<- struct{}, release <-chan struct{}) k8s.Interface {
+	t.Helper()
+	rc := rest.CopyConfig(env.Config)
+	rc.QPS, rc.Burst = -1, 0
+	var once sync.Once
+	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
+				once.Do(func() { close(arrived) })
+				<-release
+				return nil, errors.New("connection reset by peer (injected)")
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	kube, err := k8s.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kube
+}
+
+// Request A creates the Job; its duplicate B finds it, stores the Secret and
+// answers queued; then A's own Secret create fails. The build B reported
+// must still be there and runnable (issue 13, point 8: A's rollback used to
+// delete it).
+func TestAFailedDuplicateNeverRemovesABuildAnotherReportedQueued(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cfg := sampleConfig()
+	cfg.Namespace = ns
+	arrived, release := make(chan struct{}), make(chan struct{})
+	a, err := New(faultyClient(t, env, arrived, release), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(env.Kube, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	aErr := make(chan error, 1)
+	go func() {
+		_, err := a.Submit(ctx, sampleBuild())
+		aErr <- err
+	}()
+	<-arrived // A has created the Job and is storing the Secret
+	h, err := b.Submit(ctx, sampleBuild())
+	if err != nil || h.Created {
+		t.Fatalf("duplicate B = %+v, %v; want it to find A's build and succeed", h, err)
+	}
+	close(release)
+	if err := <-aErr; err == nil {
+		t.Fatal("A's Secret create was made to fail, yet A reported success")
+	}
+	a.Wait()
+
+	assertOneJobAndSecret(t, env.Kube, ns, sampleBuild().Env.BuildJobID)
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, h.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if suspended(job) {
+		t.Error("the build B reported queued is still suspended: it will never run")
+	}
+}
+
+// Many concurrent Submits of one build, some of them failing at the
+// Secret: when any reports success, a released Job with its Secret is
+// there afterwards, and there is never more than one Job.
+func TestConcurrentDuplicatesWithFailuresLeaveOneRunnableBuild(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cfg := sampleConfig()
+	cfg.Namespace = ns
+	good, err := New(env.Kube, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	succeeded := 0
+	var faulty []*Executor
+	for i := range n {
+		ex := good
+		if i%3 == 0 {
+			arrived, release := make(chan struct{}), make(chan struct{})
+			close(release)
+			go func() { <-arrived }()
+			ex, err = New(faultyClient(t, env, arrived, release), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			faulty = append(faulty, ex)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := ex.Submit(ctx, sampleBuild()); err == nil {
+				mu.Lock()
+				succeeded++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, ex := range faulty {
+		ex.Wait()
+	}
+	if succeeded == 0 {
+		// Every one met a rollback half-way: each answered an error, as
+		// it must. The redelivery that follows builds it.
+		if _, err := good.Submit(ctx, sampleBuild()); err != nil {
+			t.Fatalf("redelivery after the race: %v", err)
+		}
+	}
+	assertOneJobAndSecret(t, env.Kube, ns, sampleBuild().Env.BuildJobID)
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, JobName(sampleBuild().Env.BuildJobID), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if suspended(job) {
+		t.Errorf("%d Submits reported success but the Job is suspended", succeeded)
+	}
+}
+
+// When the Secret step fails on an overloaded client (one waiting in its
+// rate limiter), Submit answers by its caller's deadline: the clean-up must
+// not hold the answer past it (issue 13, point 7: 12 s answers to GitHub's
+// 10 s).
+func TestAFailingSubmitAnswersWithinItsDeadline(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	cfg := sampleConfig()
+	cfg.Namespace = ns
+	rc := rest.CopyConfig(env.Config)
+	// One request a second: the create of the Job passes, everything after
+	// waits.
+	rc.QPS, rc.Burst = 1, 1
+	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
+				return nil, errors.New("connection reset by peer (injected)")
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	kube, err := k8s.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := New(kube, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 1500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	start := time.Now()
+	if _, err := ex.Submit(ctx, sampleBuild()); err == nil {
+		t.Fatal("Submit succeeded without its Secret")
+	}
+	if took := time.Since(start); took > budget+250*time.Millisecond {
+		t.Errorf("Submit answered after %s, past its %s deadline", took.Round(time.Millisecond), budget)
+	}
+	ex.Wait()
+}
