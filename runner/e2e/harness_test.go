@@ -29,6 +29,8 @@ type build struct {
 	Tag string
 	// Token is the callback token minted for this build.
 	Token string
+	// Wait bounds the runner's run in the test; default 10 minutes.
+	Wait time.Duration
 }
 
 // newBuild prepares the env contract for a build of repo at ref, the way
@@ -115,11 +117,15 @@ func (r *running) wait(t *testing.T) result {
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
 	var err error
+	limit := r.b.Wait
+	if limit <= 0 {
+		limit = 10 * time.Minute
+	}
 	select {
 	case err = <-done:
-	case <-time.After(10 * time.Minute):
+	case <-time.After(limit):
 		r.cmd.Process.Kill()
-		t.Fatalf("runner did not exit within 10 minutes; stdout:\n%s", r.stdout.String())
+		t.Fatalf("runner did not exit within %s; stdout:\n%s", limit, r.stdout.String())
 	}
 	res := result{Stdout: r.stdout.String(), Stderr: r.stderr.String()}
 	var ee *exec.ExitError

@@ -62,6 +62,10 @@ func buildRealApp(t *testing.T, app realapps.App, extraEnv map[string]string) (*
 	}
 	repo, shas := newRepo(t, files)
 	b := newBuild(t, repo, shas[0])
+	// A cold build compiles and installs for real: minutes on an idle
+	// 2-core machine, many more when it is shared (a Go build of chi with
+	// an empty build cache took 5 minutes at load average 36).
+	b.Wait = 30 * time.Minute
 	for k, v := range app.BuildEnv(baseimage.DefaultMirror) {
 		b.Env[k] = v
 	}

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,6 +107,7 @@ type Result struct {
 	// build, push).
 	PhasesMs map[string]float64
 	Tag      string
+	Digest   string
 	Commit   string
 	Planner  string
 	Port     int
@@ -194,6 +196,19 @@ func (h *Harness) measure(ctx context.Context, app realapps.App, imgs []baseimag
 		return w, fmt.Errorf("warm build: %w", err)
 	}
 	fmt.Fprintf(h.Log, "bench: %s: warm %s\n", app.Name, table.Duration(w.Warm.Wall))
+	// A warm build that is all cache hits would be fast for nothing: the
+	// changed source must be in a new layer (labels alone differ anyway).
+	coldLayers, err := h.layers(ctx, w.Cold.Tag)
+	if err != nil {
+		return w, err
+	}
+	warmLayers, err := h.layers(ctx, w.Warm.Tag)
+	if err != nil {
+		return w, err
+	}
+	if slices.Equal(coldLayers, warmLayers) {
+		return w, fmt.Errorf("the warm build's layers are the cold build's: the source change did not reach the image")
+	}
 
 	// The image must work, or the times mean nothing.
 	c, err := client.New(client.WithHost(w.Daemon.Host()))
@@ -294,6 +309,7 @@ func (h *Harness) Build(ctx context.Context, dockerHost string, w *Workload, sha
 		}
 	}
 	r.Planner, _ = d.Payload["planner"].(string)
+	r.Digest, _ = d.Payload["imageDigest"].(string)
 	if p, ok := d.Payload["detectedPort"].(float64); ok {
 		r.Port = int(p)
 	}
@@ -303,12 +319,35 @@ func (h *Harness) Build(ctx context.Context, dockerHost string, w *Workload, sha
 	return r, nil
 }
 
+// layers are the diff ids of ref's layers in the registry.
+func (h *Harness) layers(ctx context.Context, ref string) ([]string, error) {
+	repo, tag := h.split(ref)
+	cfg, err := h.Registry.ImageConfig(ctx, repo, tag)
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(cfg.Raw, &c); err != nil {
+		return nil, err
+	}
+	return c.RootFS.DiffIDs, nil
+}
+
+func (h *Harness) split(ref string) (repo, tag string) {
+	rest := strings.TrimPrefix(ref, h.Registry.Addr()+"/")
+	i := strings.LastIndexByte(rest, ':')
+	return rest[:i], rest[i+1:]
+}
+
 // pushedSize is the sum of the layers' compressed sizes in the registry:
 // what a node pulls.
 func (h *Harness) pushedSize(ctx context.Context, ref string) (int64, error) {
-	rest := strings.TrimPrefix(ref, h.Registry.Addr()+"/")
-	i := strings.LastIndexByte(rest, ':')
-	m, err := h.Registry.Manifest(ctx, rest[:i], rest[i+1:])
+	repo, tag := h.split(ref)
+	m, err := h.Registry.Manifest(ctx, repo, tag)
 	if err != nil {
 		return 0, err
 	}

@@ -5,8 +5,8 @@
 // with only a loopback, so the port the build reported is free whatever else
 // runs on this machine (other test engines, other apps on 8080). The request
 // is made from inside that namespace: the dialling goroutine's OS thread
-// joins the container's network namespace (setns) before opening the socket,
-// which then stays there. Needs root, like the engine itself.
+// joins the container's network namespace (setns) to open the socket, which
+// then stays there, and returns to its own. Needs root, like the engine.
 package appcheck
 
 import (
@@ -97,6 +97,12 @@ func Get(ctx context.Context, c *client.Client, image string, port int, path str
 }
 
 // dialIn opens a connection from inside the network namespace of pid.
+//
+// The dialling OS thread joins that namespace and then returns to its own
+// before it is unlocked. Leaving it locked would make Go retire the thread
+// when the goroutine ends, and the kernel delivers Pdeathsig when the thread
+// that forked a child exits, not the process: a test daemon (dockerd, the
+// registry) forked from that thread would be killed.
 func dialIn(ctx context.Context, pid int, network, addr string) (net.Conn, error) {
 	type res struct {
 		c   net.Conn
@@ -104,21 +110,40 @@ func dialIn(ctx context.Context, pid int, network, addr string) (net.Conn, error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		// The thread stays locked and is discarded when the goroutine
-		// ends: it must never run other goroutines from the wrong namespace.
 		runtime.LockOSThread()
-		f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+		own, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, err}
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer own.Close()
+		target, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, fmt.Errorf("join the container's network namespace: %w", err)}
 			return
 		}
+		// The socket is made here, in the container's namespace, and
+		// stays there after the thread leaves.
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
+		if rerr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); rerr != nil {
+			// Never hand this thread back to the scheduler: it stays
+			// locked and Go retires it with the goroutine.
+			if c != nil {
+				c.Close()
+			}
+			ch <- res{nil, fmt.Errorf("return to the test's network namespace: %w", rerr)}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- res{c, err}
 	}()
 	r := <-ch

@@ -52,6 +52,13 @@ func main() {
 		if _, err := os.Stat(filepath.Join(dir, "start.sh")); err == nil {
 			start = "sh start.sh"
 		}
+		// Like the real Node provider, package.json's start script.
+		var pkg struct {
+			Scripts map[string]string `json:"scripts"`
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "package.json")); err == nil && json.Unmarshal(b, &pkg) == nil && pkg.Scripts["start"] != "" {
+			start = "npm run start"
+		}
 	}
 	switch cmd {
 	case "plan":
