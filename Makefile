@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube bench clean lambda image
+.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-overhead clean lambda image
 
 all: build
 
@@ -25,10 +25,17 @@ deps-race:
 kube:
 	bash tools/kube/build.sh
 
-# Every test: unit, the real Kubernetes API tests, and the end-to-end suite
-# against a real dockerd, registry and git server.
+# buildkitd for the BuildKit backend's tests, built from the module proxy at
+# go.mod's buildkit version; cached under ~/.cache/af-builder/buildkitd.
+buildkitd:
+	bash tools/buildkitd/build.sh
+
+# Every test: unit, the real Kubernetes API tests, the builder suite on both
+# backends (dockerd and buildkitd), and the end-to-end suite against a real
+# dockerd, buildkitd, registry and git server.
 test: deps-race
-	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -race -count=1 -timeout 30m $(PKGS)
+	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
+		$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
@@ -61,6 +68,14 @@ sample: deps
 lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The runner against the raw pipeline (git fetch --depth 1 + checkout,
+# docker build, docker push) on a generated 24 MB, 1,900-file repository,
+# same dockerd, registry and git server; prints the ratio (goal: <= 1.05).
+# BENCH_RUNS=N runs of each (default 5). RUNNER=a,b compares several runner
+# binaries in the same runs.
+bench-overhead: deps build
+	$(GO) run ./internal/bench/overhead -runner $(or $(RUNNER),$(BIN)/runner) -n $(or $(BENCH_RUNS),5)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./runner/detect/ ./shared/redact/

@@ -214,6 +214,9 @@ func terminalPayload(ctx context.Context, env contract.Env, out pipeline.Outcome
 			DetectedPort:      out.Detected.Port,
 			ImageDigest:       out.ImageDigest,
 			PhaseTimingsMs:    out.TimingsMs(),
+			CacheHit:          out.Steps.CacheHit(),
+			CachedSteps:       out.Steps.Cached,
+			Steps:             out.Steps.Total,
 		}
 		return p
 	}

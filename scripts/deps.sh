@@ -14,6 +14,10 @@ have docker-registry  || need+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have git              || need+=(git)
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
+# Rootless buildkitd (the buildkit backend's sidecar, run as in its image).
+have rootlesskit      || need+=(rootlesskit)
+have newuidmap        || need+=(uidmap)
+have runc             || need+=(runc)
 for arg in "$@"; do
   case "$arg" in
   --race)
@@ -22,13 +26,22 @@ for arg in "$@"; do
     ;;
   --node)
     have containerd                   || need+=(containerd)
-    have runc                         || need+=(runc)
     [ -x /usr/lib/cni/loopback ]      || need+=(containernetworking-plugins)
     ;;
   esac
 done
 
+# The unprivileged user the rootless buildkitd test runs the daemon as,
+# with subordinate IDs for its user namespace (the image's uid 1000 "user").
+rootless_user() {
+  [ "$(id -u)" = 0 ] || return 0
+  id afrootless >/dev/null 2>&1 || useradd -M -d /nonexistent -s /usr/sbin/nologin afrootless
+  grep -q '^afrootless:' /etc/subuid 2>/dev/null || usermod --add-subuids 300000-365535 afrootless
+  grep -q '^afrootless:' /etc/subgid 2>/dev/null || usermod --add-subgids 300000-365535 afrootless
+}
+
 if [ ${#need[@]} -eq 0 ]; then
+  rootless_user
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -36,6 +49,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  rootless_user
 else
   echo "deps: missing Debian packages: ${need[*]}" >&2
   echo "deps: install them with: sudo apt-get install -y ${need[*]}" >&2

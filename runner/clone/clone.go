@@ -35,14 +35,14 @@ type Result struct {
 func Checkout(ctx context.Context, cloneURL, ref, dir string) (Result, error) {
 	remoteURL, auth, err := splitCredentials(cloneURL)
 	if err != nil {
-		return Result{}, failure.New(failure.Clone, failure.User, "REPO_CLONE_URL is not a valid URL", nil)
+		return Result{}, failure.Wrap(failure.User, "REPO_CLONE_URL is not a valid URL", nil)
 	}
 	repo, err := git.PlainInit(dir, false)
 	if err != nil {
-		return Result{}, failure.New(failure.Clone, failure.Infrastructure, "cannot create the work tree", err)
+		return Result{}, failure.Wrap(failure.Infrastructure, "cannot create the work tree", err)
 	}
 	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{remoteURL}}); err != nil {
-		return Result{}, failure.New(failure.Clone, failure.Infrastructure, "cannot configure the remote", err)
+		return Result{}, failure.Wrap(failure.Infrastructure, "cannot configure the remote", err)
 	}
 
 	local := plumbing.NewBranchReferenceName("af-build")
@@ -66,14 +66,18 @@ func Checkout(ctx context.Context, cloneURL, ref, dir string) (Result, error) {
 	}
 	head, err := repo.Reference(local, true)
 	if err != nil {
-		return Result{}, failure.New(failure.Clone, failure.Infrastructure, "fetched ref is missing", err)
+		return Result{}, failure.Wrap(failure.Infrastructure, "fetched ref is missing", err)
 	}
-	wt, err := repo.Worktree()
+	commit, err := repo.CommitObject(head.Hash())
 	if err != nil {
-		return Result{}, failure.New(failure.Clone, failure.Infrastructure, "cannot open the work tree", err)
+		return Result{}, failure.Wrap(failure.Infrastructure, "fetched commit is unreadable", err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: head.Hash(), Force: true}); err != nil {
-		return Result{}, failure.New(failure.Clone, failure.Infrastructure, "checkout failed", err)
+	if err := writeTree(ctx, commit, dir); err != nil {
+		return Result{}, err
+	}
+	// HEAD names the commit, detached, as a checkout leaves it.
+	if err := repo.Storer.SetReference(plumbing.NewHashReference(plumbing.HEAD, head.Hash())); err != nil {
+		return Result{}, failure.Wrap(failure.Infrastructure, "cannot set HEAD", err)
 	}
 	return Result{Dir: dir, CommitSHA: head.Hash().String()}, nil
 }
@@ -95,24 +99,22 @@ func splitCredentials(raw string) (string, *githttp.BasicAuth, error) {
 func classifyFetch(ctx context.Context, err error, ref, remoteURL string) error {
 	repo := redact.URL(remoteURL)
 	switch {
-	case ctx.Err() != nil:
-		return failure.New(failure.Clone, failure.Transient, "clone did not finish in time", ctx.Err())
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
-		return failure.New(failure.Clone, failure.User,
+		return failure.Wrap(failure.User,
 			fmt.Sprintf("access to %s was denied: check that the GitHub App is installed on this repository and has read access to its contents", repo), err)
 	case errors.Is(err, transport.ErrRepositoryNotFound):
-		return failure.New(failure.Clone, failure.User, fmt.Sprintf("repository %s was not found", repo), err)
+		return failure.Wrap(failure.User, fmt.Sprintf("repository %s was not found", repo), err)
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return failure.New(failure.Clone, failure.User, fmt.Sprintf("repository %s is empty", repo), err)
+		return failure.Wrap(failure.User, fmt.Sprintf("repository %s is empty", repo), err)
 	case isMissingRef(err):
 		what := "branch " + ref
 		if validate.IsCommitSHA(ref) {
 			what = "commit " + ref
 		}
-		return failure.New(failure.Clone, failure.User,
+		return failure.Wrap(failure.User,
 			fmt.Sprintf("%s was not found in %s (was it force-pushed away or deleted?)", what, repo), err)
 	default:
-		return failure.New(failure.Clone, failure.Transient, fmt.Sprintf("fetching %s failed", repo), err)
+		return failure.Wrap(failure.Transient, fmt.Sprintf("fetching %s failed", repo), err)
 	}
 }
 
@@ -138,7 +140,7 @@ func isMissingRef(err error) bool {
 func ResolveRoot(repoDir, root string) (string, error) {
 	base, err := filepath.EvalSymlinks(repoDir)
 	if err != nil {
-		return "", failure.New(failure.Clone, failure.Infrastructure, "cannot resolve the work tree", err)
+		return "", failure.Wrap(failure.Infrastructure, "cannot resolve the work tree", err)
 	}
 	// An absolute link names a path on whatever machine resolves it, never
 	// one inside the repository.
@@ -149,27 +151,27 @@ func ResolveRoot(repoDir, root string) (string, error) {
 		}
 		cur = filepath.Join(cur, comp)
 		if t, err := os.Readlink(cur); err == nil && filepath.IsAbs(t) {
-			return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q leads outside the repository (through a symlink to an absolute path)", root)
+			return "", failure.Userf("ROOT_DIRECTORY %q leads outside the repository (through a symlink to an absolute path)", root)
 		}
 	}
 	target := filepath.Join(base, filepath.FromSlash(root))
 	resolved, err := filepath.EvalSymlinks(target)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q does not exist in the repository at this commit", root)
+		return "", failure.Userf("ROOT_DIRECTORY %q does not exist in the repository at this commit", root)
 	}
 	if err != nil {
-		return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q cannot be resolved: %v", root, errors.Unwrap(err))
+		return "", failure.Userf("ROOT_DIRECTORY %q cannot be resolved: %v", root, errors.Unwrap(err))
 	}
 	rel, err := filepath.Rel(base, resolved)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
-		return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q leads outside the repository (through a symlink)", root)
+		return "", failure.Userf("ROOT_DIRECTORY %q leads outside the repository (through a symlink)", root)
 	}
 	if rel == ".git" || strings.HasPrefix(rel, ".git"+string(filepath.Separator)) {
-		return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q leads into .git", root)
+		return "", failure.Userf("ROOT_DIRECTORY %q leads into .git", root)
 	}
 	fi, err := os.Stat(resolved)
 	if err != nil || !fi.IsDir() {
-		return "", failure.Userf(failure.Clone, "ROOT_DIRECTORY %q is not a directory", root)
+		return "", failure.Userf("ROOT_DIRECTORY %q is not a directory", root)
 	}
 	return resolved, nil
 }

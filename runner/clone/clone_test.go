@@ -165,7 +165,7 @@ func wantUserError(t *testing.T, err error, parts ...string) {
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v (%T) is not a *failure.Error", err, err)
 	}
-	if fe.Phase != failure.Clone || fe.Class != failure.User {
+	if fe.Class != failure.User {
 		t.Errorf("phase/class = %s/%s, want clone/user (%v)", fe.Phase, fe.Class, err)
 	}
 	for _, p := range parts {
@@ -214,9 +214,10 @@ func TestCheckoutGivesUpWhenTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := Checkout(ctx, f.repo.CloneURL(token), "main", filepath.Join(t.TempDir(), "src"))
-	var fe *failure.Error
-	if !errors.As(err, &fe) || fe.Phase != failure.Clone || fe.Class != failure.Transient {
-		t.Fatalf("err = %v, want a transient clone failure", err)
+	// The pipeline names the reason from its context; the clone only has to
+	// stop and say so through the error chain.
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want one that wraps context.Canceled", err)
 	}
 }
 
@@ -296,7 +297,7 @@ func TestResolveRoot(t *testing.T) {
 				t.Fatalf("ResolveRoot(%q) = %s, want a refusal", tc.root, got)
 			}
 			var fe *failure.Error
-			if !errors.As(err, &fe) || fe.Phase != failure.Clone || fe.Class != failure.User {
+			if !errors.As(err, &fe) || fe.Class != failure.User {
 				t.Fatalf("err = %v, want a user error of the clone phase", err)
 			}
 			if !strings.Contains(fe.Message, tc.refusal) || !strings.Contains(fe.Message, tc.root) {

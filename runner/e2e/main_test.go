@@ -34,8 +34,10 @@ var env struct {
 	binDir    string // holds the nixpacks stand-in, named nixpacks
 	daemon    *dockerd.Daemon
 	registry  *registry.Registry
-	git       *gitserver.Server
-	sink      *callbacksink.Sink
+	// registryDir is the registry's storage, scanned blob by blob for secrets.
+	registryDir string
+	git         *gitserver.Server
+	sink        *callbacksink.Sink
 }
 
 func TestMain(m *testing.M) {
@@ -62,6 +64,7 @@ func setUp(m *testing.M) (int, error) {
 	defer os.RemoveAll(tmp)
 
 	env.binDir = filepath.Join(tmp, "bin")
+	env.registryDir = filepath.Join(tmp, "registry")
 	env.runnerBin = filepath.Join(env.binDir, "runner")
 	for out, pkg := range map[string]string{
 		env.runnerBin:                         "github.com/alternatefutures/af-builder/runner",
@@ -89,7 +92,7 @@ func setUp(m *testing.M) (int, error) {
 	if err := dockerd.ImportBusybox(ctx, env.daemon.Host(), baseImage); err != nil {
 		return 0, err
 	}
-	if env.registry, err = registry.Start(ctx, registry.Options{User: "af-push", Password: registryPass}); err != nil {
+	if env.registry, err = registry.Start(ctx, registry.Options{User: "af-push", Password: registryPass, Dir: env.registryDir}); err != nil {
 		return 0, err
 	}
 	defer env.registry.Stop()
@@ -103,6 +106,9 @@ func setUp(m *testing.M) (int, error) {
 	defer env.sink.Stop()
 
 	code := m.Run()
+	if other.reg != nil {
+		_ = other.reg.Stop()
+	}
 	if code == 0 {
 		if err := scanForSecrets(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)

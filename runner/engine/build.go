@@ -6,51 +6,42 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/filesync"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
+	"github.com/alternatefutures/af-builder/runner/builder"
 	"github.com/alternatefutures/af-builder/runner/failure"
 )
 
-// BuildRequest is one image build.
-type BuildRequest struct {
-	ContextDir     string
-	DockerfileDir  string
-	DockerfileName string // within DockerfileDir
-	Tag            string
-	Labels         map[string]string
-	BuildArgs      map[string]string
-	// NetworkMode for RUN steps: "" for the daemon's default, or host/none/bridge.
-	NetworkMode string
-	// BuildID names the build on the daemon so it can be cancelled.
-	BuildID string
-	// Registry credentials offered to the build for private FROM images on
-	// RegistryHost.
-	RegistryHost, RegistryUser, RegistryToken string
-}
-
-// Build runs req with BuildKit, streaming progress lines to out, and returns
-// the image id. Cancelling ctx stops the build on the daemon.
+// Build runs req with the engine's BuildKit, streaming progress lines to out,
+// and returns the image id. Cancelling ctx stops the build on the daemon.
+//
+// The registry cache the engine can use: cache-from req.Cache.Import (a
+// BuildKit cache manifest or an image with inline cache metadata), and
+// inline cache metadata in the image itself, which Push also tags as
+// req.Cache.Export. The engine cannot export a cache of intermediate stages
+// (mode=max): that needs the buildkit backend.
 //
 // The build context travels over a BuildKit session (filesync), not as a tar
 // upload: only files the Dockerfile needs are sent, and .dockerignore is
 // honoured by BuildKit itself.
-func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (string, error) {
+func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) (builder.Result, error) {
 	ctxFS, err := fsutil.NewFS(req.ContextDir)
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the build context", err)
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot read the build context", err)
 	}
 	dfFS, err := fsutil.NewFS(req.DockerfileDir)
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot read the Dockerfile directory", err)
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot read the Dockerfile directory", err)
 	}
 
 	// The session outlives the build request: BuildKit keeps calling back into
@@ -59,7 +50,7 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 	defer stopSession()
 	sess, err := session.NewSession(sessCtx, "af-builder")
 	if err != nil {
-		return "", failure.New(failure.Build, failure.Infrastructure, "cannot start a BuildKit session", err)
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot start a BuildKit session", err)
 	}
 	sess.Allow(filesync.NewFSSyncProvider(filesync.StaticDirSource{"context": ctxFS, "dockerfile": dfFS}))
 	sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
@@ -88,9 +79,20 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 		<-sessDone
 	}()
 
-	args := make(map[string]*string, len(req.BuildArgs))
-	for k, v := range req.BuildArgs {
-		args[k] = &v
+	var plats []ocispec.Platform
+	if req.Platform != "" {
+		pl, err := platforms.Parse(req.Platform)
+		if err != nil {
+			return builder.Result{}, failure.Userf("target platform %q: %v", req.Platform, err)
+		}
+		plats = []ocispec.Platform{pl}
+	}
+	var args map[string]*string
+	if req.Cache.Export != "" {
+		// Cache metadata in the image config: what lets another engine use
+		// the pushed image (and its cache tag) as cache-from.
+		inline := "1"
+		args = map[string]*string{"BUILDKIT_INLINE_CACHE": &inline}
 	}
 	res, err := e.cli.ImageBuild(ctx, nil, client.ImageBuildOptions{
 		Version:       build.BuilderBuildKit,
@@ -101,22 +103,30 @@ func (e *Engine) Build(ctx context.Context, req BuildRequest, out io.Writer) (st
 		Tags:          []string{req.Tag},
 		Labels:        req.Labels,
 		BuildArgs:     args,
+		CacheFrom:     req.Cache.Import,
 		NetworkMode:   req.NetworkMode,
+		Platforms:     plats,
 		Remove:        true,
 		ForceRemove:   true,
 	})
 	if err != nil {
-		return "", e.buildFailed(ctx, req.BuildID, err)
+		return builder.Result{}, e.buildFailed(ctx, req.BuildID, err)
 	}
 	defer res.Body.Close()
-	id, err := buildStream(ctx, res.Body, out)
+	progress, err := builder.NewProgress(out)
 	if err != nil {
-		return "", e.buildFailed(ctx, req.BuildID, err)
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot show the build's progress", err)
+	}
+	id, err := buildStream(ctx, res.Body, progress)
+	progress.Close()
+	progress.ReportCacheImports(out)
+	if err != nil {
+		return builder.Result{}, e.buildFailed(ctx, req.BuildID, err)
 	}
 	if id == "" {
-		return "", failure.New(failure.Build, failure.Infrastructure, "the engine finished without reporting an image", nil)
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "the engine finished without reporting an image", nil)
 	}
-	return id, nil
+	return builder.Result{ImageID: id, Steps: progress.Steps()}, nil
 }
 
 // buildFailed classifies a build error and, when ours was the side that gave
@@ -128,41 +138,12 @@ func (e *Engine) buildFailed(ctx context.Context, buildID string, err error) err
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, _ = e.cli.BuildCancel(cctx, buildID, client.BuildCancelOptions{})
-		return failure.New(failure.Build, failure.Transient, "build stopped before it finished", context.Cause(ctx))
+		// The pipeline names the reason (timeout, signal) from its context.
+		return failure.Wrap(failure.Transient, "build stopped before it finished", err)
 	}
 	var se *StreamError
 	if errors.As(err, &se) {
-		return classifyBuildError(se.Message, err)
+		return builder.ClassifyBuildError(se.Message, err)
 	}
-	return failure.New(failure.Build, failure.Infrastructure, "the Docker engine failed during the build", err)
-}
-
-// classifyBuildError separates the repository's faults (a failing step, a
-// bad Dockerfile, a base image that does not exist) from the engine's. What
-// it does not recognise is the platform's: never the user's fault until we
-// know it is.
-func classifyBuildError(msg string, err error) error {
-	lower := strings.ToLower(msg)
-	has := func(subs ...string) bool {
-		for _, s := range subs {
-			if strings.Contains(lower, s) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("no space left on device", "out of memory", "cannot allocate memory"):
-		return failure.New(failure.Build, failure.Infrastructure, msg, err)
-	case has("did not complete successfully", "executor failed running", "exit code:",
-		"dockerfile parse error", "failed to parse dockerfile", "unknown instruction",
-		"failed to compute cache key", "pull access denied", "failed to read dockerfile",
-		"invalid reference format", "unknown flag", "no build stage", "failed to process"),
-		has("not found") && has("failed to solve"):
-		return failure.New(failure.Build, failure.User, msg, err)
-	case has("timeout", "connection reset", "too many requests", "temporary"):
-		return failure.New(failure.Build, failure.Transient, msg, err)
-	default:
-		return failure.New(failure.Build, failure.Infrastructure, msg, err)
-	}
+	return failure.Wrap(failure.Infrastructure, "the Docker engine failed during the build", err)
 }

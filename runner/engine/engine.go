@@ -27,7 +27,7 @@ func Connect(host string) (*Engine, error) {
 	}
 	cli, err := client.New(opts...)
 	if err != nil {
-		return nil, failure.New(failure.Engine, failure.Infrastructure, "DOCKER_HOST is not usable", err)
+		return nil, failure.Wrap(failure.Infrastructure, "DOCKER_HOST is not usable", err)
 	}
 	return &Engine{cli: cli}, nil
 }
@@ -35,22 +35,23 @@ func Connect(host string) (*Engine, error) {
 // Close releases the client's connections.
 func (e *Engine) Close() error { return e.cli.Close() }
 
-// WaitReady pings until the engine answers or ctx ends. The dind sidecar
-// takes a few seconds to start, and its readiness probe is not visible to us.
+// WaitReady pings until the engine answers or ctx ends, and says so with
+// its API version. The dind sidecar takes a few seconds to start, and its
+// readiness probe is not visible to us.
 func (e *Engine) WaitReady(ctx context.Context) (string, error) {
 	delay := 100 * time.Millisecond
 	var last error
 	for {
 		res, err := e.cli.Ping(ctx, client.PingOptions{})
 		if err == nil {
-			return res.APIVersion, nil
+			return fmt.Sprintf("Docker engine ready (API %s)", res.APIVersion), nil
 		}
 		last = err
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", failure.New(failure.Engine, failure.Infrastructure,
+			return "", failure.Wrap(failure.Infrastructure,
 				fmt.Sprintf("the Docker engine at %s did not answer in time", e.cli.DaemonHost()), last)
 		case <-t.C:
 		}

@@ -10,40 +10,15 @@ import (
 
 	controlapi "github.com/moby/buildkit/api/services/control"
 	bkclient "github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/moby/moby/api/types/jsonstream"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/alternatefutures/af-builder/runner/builder"
 )
 
 // buildStream reads the engine's JSON message stream for a BuildKit build,
-// renders BuildKit's progress in its plain form (the lines `docker build
-// --progress=plain` prints) to out, and returns the image id.
-func buildStream(ctx context.Context, body io.Reader, out io.Writer) (imageID string, err error) {
-	display, err := progressui.NewDisplay(out, progressui.PlainMode)
-	if err != nil {
-		return "", fmt.Errorf("progress display: %w", err)
-	}
-	ch := make(chan *bkclient.SolveStatus, 16)
-	displayDone := make(chan struct{})
-	go func() {
-		defer close(displayDone)
-		// Rendering must never take the build down: a crash here would end
-		// the runner without its terminal callback.
-		defer func() {
-			if r := recover(); r != nil {
-				fmt.Fprintf(out, "(progress display stopped: %v)\n", r)
-				for range ch {
-				}
-			}
-		}()
-		// The display's own errors are about rendering, never the build.
-		_, _ = display.UpdateFrom(context.WithoutCancel(ctx), ch)
-	}()
-	defer func() {
-		close(ch)
-		<-displayDone
-	}()
-
+// feeds BuildKit's progress to p, and returns the image id.
+func buildStream(ctx context.Context, body io.Reader, p *builder.Progress) (imageID string, err error) {
 	dec := json.NewDecoder(body)
 	for {
 		var m jsonstream.Message
@@ -67,10 +42,8 @@ func buildStream(ctx context.Context, body io.Reader, out io.Writer) (imageID st
 			if err != nil {
 				return imageID, err
 			}
-			select {
-			case ch <- st:
-			case <-ctx.Done():
-				return imageID, ctx.Err()
+			if err := p.Send(ctx, st); err != nil {
+				return imageID, err
 			}
 		case "moby.image.id":
 			var aux struct{ ID string }

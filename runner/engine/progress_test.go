@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/alternatefutures/af-builder/runner/builder"
 )
 
 // stream records an engine's JSON message stream for a BuildKit build, the
@@ -86,7 +89,7 @@ func TestBuildStreamRendersPlainProgressAndReturnsTheImageID(t *testing.T) {
 	s.message(map[string]any{"id": "moby.image.id", "aux": map[string]string{"ID": "sha256:feedfacecafe"}})
 
 	var out bytes.Buffer
-	id, err := buildStream(context.Background(), &s.buf, &out)
+	id, err := render(t, &s.buf, &out)
 	if err != nil {
 		t.Fatalf("buildStream: %v\noutput:\n%s", err, out.String())
 	}
@@ -130,7 +133,7 @@ func TestBuildStreamErrorDetailIsAStreamError(t *testing.T) {
 	s.message(map[string]any{"id": "moby.image.id", "aux": map[string]string{"ID": "sha256:notthisone"}})
 
 	var out bytes.Buffer
-	id, err := buildStream(context.Background(), &s.buf, &out)
+	id, err := render(t, &s.buf, &out)
 	var se *StreamError
 	if !errors.As(err, &se) || se.Message != msg {
 		t.Fatalf("err = %v (%T), want *StreamError %q", err, err, msg)
@@ -152,7 +155,7 @@ func TestBuildStreamRejectsACorruptTrace(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newStream(t)
 			s.message(map[string]any{"id": "moby.buildkit.trace", "aux": aux})
-			_, err := buildStream(context.Background(), &s.buf, &bytes.Buffer{})
+			_, err := render(t, &s.buf, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), "decode build trace") {
 				t.Errorf("err = %v, want a decode error", err)
 			}
@@ -164,7 +167,7 @@ func TestBuildStreamCutShort(t *testing.T) {
 	s := newStream(t)
 	s.steps("")
 	s.buf.WriteString(`{"id":"moby.buildkit.tr`) // the connection dropped mid-message
-	_, err := buildStream(context.Background(), &s.buf, &bytes.Buffer{})
+	_, err := render(t, &s.buf, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "read build stream") {
 		t.Errorf("err = %v, want a read error", err)
 	}
@@ -180,4 +183,16 @@ func TestBuildFailedClassifiesStreamErrors(t *testing.T) {
 	if c := classOf(t, err); c != "infrastructure" {
 		t.Errorf("a broken engine request is %s, want infrastructure", c)
 	}
+}
+
+// render runs buildStream with a display writing to out, flushed on return.
+func render(t *testing.T, body io.Reader, out io.Writer) (string, error) {
+	t.Helper()
+	p, err := builder.NewProgress(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := buildStream(context.Background(), body, p)
+	p.Close()
+	return id, err
 }

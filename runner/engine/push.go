@@ -6,47 +6,72 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
-	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
+	"github.com/alternatefutures/af-builder/runner/builder"
 	"github.com/alternatefutures/af-builder/runner/failure"
 )
 
-// Push uploads ref with the given credentials and returns the manifest
-// digest the registry stored. An authentication failure arrives inside the
-// stream, not as an HTTP error, and is reported as such.
-func (e *Engine) Push(ctx context.Context, ref, user, password string, out io.Writer) (string, error) {
+// Push uploads req.Tag and returns the manifest digest the registry stored.
+// Then, when req.Cache.Export is set, it pushes the same image (whose config
+// carries inline cache metadata) under that tag: the only registry cache an
+// engine can export. That costs one manifest upload, the layers being there
+// already, and its failure is a line in out, not an error.
+func (e *Engine) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
+	digest, err := e.push(ctx, req.Tag, req, out)
+	if err != nil {
+		return "", err
+	}
+	if req.Cache.Export != "" {
+		if err := e.exportCache(ctx, req, out); err != nil {
+			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %v\n", req.Cache.Export, err)
+		} else {
+			fmt.Fprintf(out, "cache: exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
+		}
+	}
+	return digest, nil
+}
+
+func (e *Engine) exportCache(ctx context.Context, req builder.Request, out io.Writer) error {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: req.Tag, Target: req.Cache.Export}); err != nil {
+		return err
+	}
+	// The tag is only a name for the push; the image stays under req.Tag.
+	defer func() {
+		_, _ = e.cli.ImageRemove(context.WithoutCancel(ctx), req.Cache.Export, client.ImageRemoveOptions{})
+	}()
+	_, err := e.push(ctx, req.Cache.Export, req, io.Discard)
+	return err
+}
+
+// push uploads ref. An authentication failure arrives inside the stream,
+// not as an HTTP error, and is reported as such.
+func (e *Engine) push(ctx context.Context, ref string, req builder.Request, out io.Writer) (string, error) {
 	// The engine wants some auth header even for anonymous pushes ("{}").
 	auth := "e30="
-	if user != "" {
-		b, err := json.Marshal(registry.AuthConfig{Username: user, Password: password})
+	if req.RegistryUser != "" && hostOf(ref) == req.RegistryHost {
+		b, err := json.Marshal(registry.AuthConfig{Username: req.RegistryUser, Password: req.RegistryToken})
 		if err != nil {
-			return "", failure.New(failure.Push, failure.Infrastructure, "encode registry credentials", err)
+			return "", failure.Wrap(failure.Infrastructure, "encode registry credentials", err)
 		}
 		auth = base64.URLEncoding.EncodeToString(b)
 	}
 	res, err := e.cli.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth})
 	if err != nil {
-		if ctx.Err() != nil {
-			return "", failure.New(failure.Push, failure.Transient, "push stopped before it finished", context.Cause(ctx))
-		}
-		return "", failure.New(failure.Push, failure.Infrastructure, "the Docker engine refused the push", err)
+		return "", failure.Wrap(failure.Infrastructure, "the Docker engine refused the push", err)
 	}
 	defer res.Close()
 	var digest string
 	last := map[string]string{}
 	for m, err := range res.JSONMessages(ctx) {
 		if err != nil {
-			if ctx.Err() != nil {
-				return "", failure.New(failure.Push, failure.Transient, "push stopped before it finished", context.Cause(ctx))
-			}
-			return "", failure.New(failure.Push, failure.Transient, "reading the push progress failed", err)
+			return "", failure.Wrap(failure.Transient, "reading the push progress failed", err)
 		}
 		if m.Error != nil {
-			return "", classifyPushError(m.Error.Message)
+			return "", builder.ClassifyPushError(m.Error.Message)
 		}
 		if m.Aux != nil {
 			var aux struct{ Tag, Digest string }
@@ -66,26 +91,16 @@ func (e *Engine) Push(ctx context.Context, ref, user, password string, out io.Wr
 		}
 	}
 	if digest == "" {
-		return "", failure.New(failure.Push, failure.Infrastructure, "the registry did not report a digest for the pushed image", nil)
+		return "", failure.Wrap(failure.Infrastructure, "the registry did not report a digest for the pushed image", nil)
 	}
 	return digest, nil
 }
 
-// serverError is an HTTP 5xx status in the registry's message. It must be a
-// whole number: a tag or digest full of hex digits is not a status.
-var serverError = regexp.MustCompile(`\b5\d\d\b`)
-
-func classifyPushError(msg string) error {
-	lower := strings.ToLower(msg)
-	switch {
-	case strings.Contains(lower, "unauthorized"), strings.Contains(lower, "authentication required"),
-		strings.Contains(lower, "denied"), strings.Contains(lower, "forbidden"):
-		// The platform mints the registry credentials: not the user's fault.
-		return failure.New(failure.Push, failure.Infrastructure, "the registry rejected the push credentials: "+msg, nil)
-	case strings.Contains(lower, "blob upload unknown"), strings.Contains(lower, "timeout"),
-		strings.Contains(lower, "connection"), strings.Contains(lower, "eof"), serverError.MatchString(lower):
-		return failure.New(failure.Push, failure.Transient, "pushing to the registry failed: "+msg, nil)
-	default:
-		return failure.New(failure.Push, failure.Infrastructure, "pushing to the registry failed: "+msg, nil)
+// hostOf is the registry host of ref, "" when ref does not parse.
+func hostOf(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ""
 	}
+	return reference.Domain(named)
 }

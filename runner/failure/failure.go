@@ -45,10 +45,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Err == nil || e.Message == e.Err.Error() {
-		return fmt.Sprintf("%s failed: %s", e.Phase, e.Message)
+	what := "build step"
+	if e.Phase != "" {
+		what = string(e.Phase)
 	}
-	return fmt.Sprintf("%s failed: %s: %v", e.Phase, e.Message, e.Err)
+	if e.Err == nil || e.Message == e.Err.Error() {
+		return fmt.Sprintf("%s failed: %s", what, e.Message)
+	}
+	return fmt.Sprintf("%s failed: %s: %v", what, e.Message, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -61,17 +65,30 @@ func New(phase Phase, class Class, message string, err error) *Error {
 	return &Error{Phase: phase, Class: class, Message: message, Err: err}
 }
 
-// Userf is a user error with a formatted message and no separate cause.
-func Userf(phase Phase, format string, args ...any) *Error {
-	return New(phase, User, fmt.Sprintf(format, args...), nil)
+// Wrap classifies err without naming a phase. Leaf packages (clone, engine,
+// plan) use it: they know whose fault an error is, but only the pipeline
+// knows which phase it is running, so it stamps the phase (see From).
+func Wrap(class Class, message string, err error) *Error {
+	return New("", class, message, err)
 }
 
-// From returns err's classification, or classifies an unclassified err as an
-// infrastructure failure of phase, the safe default: it is never the user's
-// fault until we know it is.
+// Userf is a user error with a formatted message and no separate cause; the
+// pipeline stamps its phase.
+func Userf(format string, args ...any) *Error {
+	return Wrap(User, fmt.Sprintf(format, args...), nil)
+}
+
+// From returns err's classification with phase filled in where the leaf left
+// it empty, or classifies an unclassified err as an infrastructure failure of
+// phase, the safe default: it is never the user's fault until we know it is.
 func From(phase Phase, err error) *Error {
 	var fe *Error
 	if errors.As(err, &fe) {
+		if fe.Phase == "" {
+			stamped := *fe
+			stamped.Phase = phase
+			return &stamped
+		}
 		return fe
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

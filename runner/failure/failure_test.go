@@ -9,7 +9,7 @@ import (
 )
 
 func TestFromKeepsAnExistingClassification(t *testing.T) {
-	orig := Userf(Clone, "branch %s was not found", "main")
+	orig := New(Clone, User, "branch main was not found", nil)
 	// Wrapped on its way up, and asked about from another phase.
 	got := From(Build, fmt.Errorf("run: %w", orig))
 	if got != orig {
@@ -17,6 +17,17 @@ func TestFromKeepsAnExistingClassification(t *testing.T) {
 	}
 	if got.Phase != Clone || got.Class != User {
 		t.Errorf("phase/class = %s/%s, want clone/user", got.Phase, got.Class)
+	}
+}
+
+func TestFromStampsThePhaseALeafLeftOut(t *testing.T) {
+	leaf := Userf("branch %s was not found", "main")
+	got := From(Clone, fmt.Errorf("checkout: %w", leaf))
+	if got.Phase != Clone || got.Class != User || got.Message != "branch main was not found" {
+		t.Fatalf("From = %s/%s %q, want clone/user with the leaf's message", got.Phase, got.Class, got.Message)
+	}
+	if leaf.Phase != "" {
+		t.Errorf("From changed the leaf's own error to phase %q", leaf.Phase)
 	}
 }
 
@@ -59,7 +70,8 @@ func TestErrorText(t *testing.T) {
 		want string
 	}{
 		{"message and cause", New(Build, User, "RUN npm ci failed", cause), "build failed: RUN npm ci failed: exit status 1"},
-		{"message only", Userf(Clone, "ROOT_DIRECTORY %q does not exist", "web"), `clone failed: ROOT_DIRECTORY "web" does not exist`},
+		{"message only", New(Clone, User, `ROOT_DIRECTORY "web" does not exist`, nil), `clone failed: ROOT_DIRECTORY "web" does not exist`},
+		{"not yet stamped by the pipeline", Userf("ROOT_DIRECTORY %q does not exist", "web"), `build step failed: ROOT_DIRECTORY "web" does not exist`},
 		{"cause as message is not repeated", New(Engine, Infrastructure, "", cause), "engine failed: exit status 1"},
 		{"message equal to cause is not repeated", New(Plan, User, "exit status 1", cause), "plan failed: exit status 1"},
 		{"neither", New(Push, Transient, "", nil), "push failed: "},

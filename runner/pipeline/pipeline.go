@@ -13,7 +13,10 @@ import (
 
 	"github.com/distribution/reference"
 
+	"github.com/alternatefutures/af-builder/runner/builder"
+	"github.com/alternatefutures/af-builder/runner/buildkit"
 	"github.com/alternatefutures/af-builder/runner/buildlog"
+	"github.com/alternatefutures/af-builder/runner/cache"
 	"github.com/alternatefutures/af-builder/runner/clone"
 	"github.com/alternatefutures/af-builder/runner/detect"
 	"github.com/alternatefutures/af-builder/runner/engine"
@@ -55,6 +58,8 @@ type Outcome struct {
 	ImageID     string
 	Detected    detect.Result
 	Timings     map[string]time.Duration
+	// Steps counts the Dockerfile steps and those taken from a cache.
+	Steps builder.Steps
 	// Phase is the phase running when Run returned.
 	Phase failure.Phase
 }
@@ -94,23 +99,23 @@ func Run(ctx context.Context, cfg Config) (out Outcome, err error) {
 	} {
 		out.Phase = p.phase
 		if err := r.phase(ctx, p.phase, p.timeout, p.fn); err != nil {
-			if r.eng != nil {
-				r.eng.Close()
+			if r.bld != nil {
+				r.bld.Close()
 			}
 			return out, err
 		}
 	}
-	r.eng.Close()
+	r.bld.Close()
 	return out, nil
 }
 
 type run struct {
 	cfg  Config
 	out  *Outcome
-	eng  *engine.Engine
+	bld  builder.Builder
 	dir  string // resolved ROOT_DIRECTORY
 	plan plan.Plan
-	tag  string
+	req  builder.Request
 }
 
 func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration, fn func(context.Context) error) error {
@@ -128,7 +133,9 @@ func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration,
 	r.out.Timings[string(p)] = d
 	if err != nil {
 		fe := failure.From(p, err)
-		if ctx.Err() == nil && pctx.Err() != nil {
+		// Leaves classify what they saw; only here is it known that the
+		// phase's own limit or the whole build's context ended it.
+		if pctx.Err() != nil {
 			class := failure.Transient
 			if p == failure.Engine {
 				// An engine that never answers is the platform's sidecar failing.
@@ -156,17 +163,24 @@ func round(d time.Duration) time.Duration {
 }
 
 func (r *run) waitEngine(ctx context.Context) error {
-	eng, err := engine.Connect(r.cfg.Env.DockerHost)
+	e := r.cfg.Env
+	var err error
+	switch e.Backend() {
+	case contract.BackendBuildKit:
+		r.cfg.Log.Printf("engine", "waiting for buildkitd at %s", e.BuildkitHost)
+		r.bld, err = buildkit.Connect(ctx, e.BuildkitHost)
+	default:
+		r.cfg.Log.Printf("engine", "waiting for the Docker engine")
+		r.bld, err = engine.Connect(e.DockerHost)
+	}
 	if err != nil {
 		return err
 	}
-	r.eng = eng
-	r.cfg.Log.Printf("engine", "waiting for the Docker engine")
-	v, err := eng.WaitReady(ctx)
+	what, err := r.bld.WaitReady(ctx)
 	if err != nil {
 		return err
 	}
-	r.cfg.Log.Printf("engine", "Docker engine ready (API %s)", v)
+	r.cfg.Log.Line("engine", what)
 	return nil
 }
 
@@ -254,9 +268,7 @@ func (r *run) buildImage(ctx context.Context) error {
 	if network == "default" {
 		network = ""
 	}
-	w := r.cfg.Log.Writer("build")
-	defer w.Close()
-	id, err := r.eng.Build(ctx, engine.BuildRequest{
+	r.req = builder.Request{
 		ContextDir:     r.plan.ContextDir,
 		DockerfileDir:  r.plan.DockerfileDir,
 		DockerfileName: r.plan.DockerfileName,
@@ -271,12 +283,33 @@ func (r *run) buildImage(ctx context.Context) error {
 		RegistryHost:  host,
 		RegistryUser:  e.RegistryUser,
 		RegistryToken: e.RegistryToken,
-	}, w)
+	}
+	if e.CacheEnabled() {
+		refs, err := cache.For(e.ImageTag, e.CacheRef, e.CacheBranch, e.CacheDefaultBranch)
+		if err != nil {
+			// A cache that cannot be named is a cache not used, never a failed build.
+			r.cfg.Log.Printf("build", "cache: off (%v)", err)
+		} else {
+			r.req.Cache = builder.Cache{Import: refs.Import, Export: refs.Export}
+			r.cfg.Log.Printf("build", "cache: importing %s; exporting to %s after success",
+				strings.Join(refs.Import, ", then "), refs.Export)
+		}
+	} else {
+		r.cfg.Log.Printf("build", "cache: off (CACHE=off)")
+	}
+	w := r.cfg.Log.Writer("build")
+	defer w.Close()
+	res, err := r.bld.Build(ctx, r.req, w)
 	if err != nil {
 		return err
 	}
-	r.out.ImageID = id
-	r.cfg.Log.Printf("build", "built image %s", id)
+	r.out.ImageID = res.ImageID
+	r.out.Steps = res.Steps
+	if res.ImageID != "" {
+		r.cfg.Log.Printf("build", "built image %s (%s)", res.ImageID, res.Steps)
+	} else {
+		r.cfg.Log.Printf("build", "built (%s)", res.Steps)
+	}
 	return nil
 }
 
@@ -285,7 +318,7 @@ func (r *run) pushImage(ctx context.Context) error {
 	r.cfg.Log.Printf("push", "pushing %s", e.ImageTag)
 	w := r.cfg.Log.Writer("push")
 	defer w.Close()
-	digest, err := r.eng.Push(ctx, e.ImageTag, e.RegistryUser, e.RegistryToken, w)
+	digest, err := r.bld.Push(ctx, r.req, w)
 	if err != nil {
 		return err
 	}

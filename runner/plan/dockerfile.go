@@ -18,10 +18,10 @@ type Dockerfile struct{}
 func (Dockerfile) Plan(_ context.Context, src Source, log io.Writer) (Plan, error) {
 	fi, err := os.Lstat(filepath.Join(src.Dir, "Dockerfile"))
 	if err != nil {
-		return Plan{}, failure.New(failure.Plan, failure.User, "no Dockerfile in the root directory", err)
+		return Plan{}, failure.Wrap(failure.User, "no Dockerfile in the root directory", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return Plan{}, failure.Userf(failure.Plan, "Dockerfile must be a regular file, not a %s", describeMode(fi.Mode()))
+		return Plan{}, failure.Userf("Dockerfile must be a regular file, not a %s", describeMode(fi.Mode()))
 	}
 	if src.BuildCommand != "" || src.StartCommand != "" {
 		fmt.Fprintln(log, "the repository has its own Dockerfile: the build and start command overrides are not used (set them in the Dockerfile)")

@@ -43,13 +43,13 @@ var portEnv = fmt.Sprintf("PORT=%d", detect.DefaultPort)
 // Plan runs nixpacks.
 func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, error) {
 	if _, err := exec.LookPath(n.bin()); err != nil {
-		return Plan{}, failure.New(failure.Plan, failure.Infrastructure,
+		return Plan{}, failure.Wrap(failure.Infrastructure,
 			"the repository has no Dockerfile and nixpacks is not installed in the runner image", err)
 	}
 	// A committed .nixpacks (a symlink, say) must not decide where nixpacks
 	// writes or which Dockerfile is built.
 	if err := os.RemoveAll(filepath.Join(src.Dir, ".nixpacks")); err != nil {
-		return Plan{}, failure.New(failure.Plan, failure.Infrastructure, "cannot clear .nixpacks", err)
+		return Plan{}, failure.Wrap(failure.Infrastructure, "cannot clear .nixpacks", err)
 	}
 	// The overrides go to both commands, so the plan describes what will run.
 	var overrides []string
@@ -76,16 +76,13 @@ func (n Nixpacks) Plan(ctx context.Context, src Source, log io.Writer) (Plan, er
 	args = append(args, overrides...)
 	fmt.Fprintf(log, "generating a Dockerfile with %s\n", strings.Join(append([]string{"nixpacks"}, args...), " "))
 	if _, err := n.run(ctx, log, args...); err != nil {
-		if ctx.Err() != nil {
-			return Plan{}, failure.New(failure.Plan, failure.Transient, "nixpacks did not finish in time", ctx.Err())
-		}
 		// Nixpacks exits non-zero when it cannot tell how to build the app.
-		return Plan{}, failure.New(failure.Plan, failure.User,
+		return Plan{}, failure.Wrap(failure.User,
 			"nixpacks could not work out how to build this directory; add a Dockerfile or set a build and start command", err)
 	}
 	dfDir := filepath.Join(src.Dir, ".nixpacks")
 	if fi, err := os.Stat(filepath.Join(dfDir, "Dockerfile")); err != nil || !fi.Mode().IsRegular() {
-		return Plan{}, failure.New(failure.Plan, failure.Infrastructure, "nixpacks did not write .nixpacks/Dockerfile", err)
+		return Plan{}, failure.Wrap(failure.Infrastructure, "nixpacks did not write .nixpacks/Dockerfile", err)
 	}
 	return Plan{
 		Kind:           "nixpacks",

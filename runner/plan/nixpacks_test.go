@@ -271,7 +271,11 @@ func TestNixpacksThatHangsStopsAtTheDeadline(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			_, err := Nixpacks{Bin: bin}.Plan(ctx, Source{Dir: tmp}, &bytes.Buffer{})
-			wantPlanError(t, err, failure.Transient, "did not finish in time")
+			// Naming the deadline is the pipeline's job (it alone sees its
+			// context's cause); the planner only has to stop in time.
+			if err == nil {
+				t.Fatal("Plan succeeded although nixpacks never finished")
+			}
 			if d := time.Since(start) - limit; d > 3*time.Second {
 				t.Errorf("Plan returned %s after its deadline", d)
 			}

@@ -55,6 +55,11 @@ type Payload struct {
 	FailedPhase       string           `json:"failedPhase,omitempty"`
 	ErrorClass        string           `json:"errorClass,omitempty"`
 	PhaseTimingsMs    map[string]int64 `json:"phaseTimingsMs,omitempty"`
+	// CacheHit and CachedSteps say how much of a successful build came from
+	// a layer cache (CachedSteps of Steps Dockerfile steps, FROM excluded).
+	CacheHit    bool `json:"cacheHit,omitempty"`
+	CachedSteps int  `json:"cachedSteps,omitempty"`
+	Steps       int  `json:"steps,omitempty"`
 }
 
 // MarshalJSON caps the log tail and error message, and writes detectedPort as

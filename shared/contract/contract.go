@@ -48,7 +48,41 @@ type Env struct {
 	BuildNetwork      string        `env:"BUILD_NETWORK"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
+	// BuildBackend is what builds and pushes the image: BackendDocker (the
+	// Engine API at DOCKER_HOST; empty means this) or BackendBuildKit (a
+	// buildkitd at BUILDKIT_HOST).
+	BuildBackend string `env:"BUILD_BACKEND"`
+	BuildkitHost string `env:"BUILDKIT_HOST"`
+	// Cache is "off" to build without the registry layer cache; empty or
+	// "on" imports it before the build and exports it after a success.
+	Cache string `env:"CACHE"`
+	// CacheRef is where the registry cache lives, "repository:tag"; empty
+	// means the image's repository with the tag "buildcache". Branches
+	// other than the default get their own tag derived from this one.
+	CacheRef string `env:"CACHE_REF"`
+	// CacheBranch is the branch being built and CacheDefaultBranch the
+	// repository's default one: a branch's first build imports the default
+	// branch's cache. Both empty: one cache for every build of the image.
+	CacheBranch        string `env:"CACHE_BRANCH"`
+	CacheDefaultBranch string `env:"CACHE_DEFAULT_BRANCH"`
 }
+
+// The build backends (BUILD_BACKEND).
+const (
+	BackendDocker   = "docker"
+	BackendBuildKit = "buildkit"
+)
+
+// Backend is BuildBackend with its default applied.
+func (e Env) Backend() string {
+	if e.BuildBackend == "" {
+		return BackendDocker
+	}
+	return e.BuildBackend
+}
+
+// CacheEnabled reports whether the registry layer cache is used.
+func (e Env) CacheEnabled() bool { return e.Cache != "off" }
 
 // MaxBuildTimeout keeps a build inside its callback token's lifetime: the
 // token is minted at dispatch, and the runner needs time after the timeout
@@ -199,6 +233,34 @@ func (e *Env) Normalize() error {
 	default:
 		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
 	}
+	switch e.BuildBackend {
+	case "", BackendDocker:
+	case BackendBuildKit:
+		if e.BuildkitHost == "" {
+			check("BUILDKIT_HOST", errors.New("is required when BUILD_BACKEND is buildkit"))
+		}
+	default:
+		check("BUILD_BACKEND", errors.New("must be docker or buildkit"))
+	}
+	if e.BuildkitHost != "" {
+		if u, err := url.Parse(e.BuildkitHost); err != nil || u.Scheme == "" {
+			check("BUILDKIT_HOST", errors.New("must be an address like unix:///run/buildkit/buildkitd.sock or tcp://127.0.0.1:1234"))
+		}
+	}
+	switch e.Cache {
+	case "", "on", "off":
+	default:
+		check("CACHE", errors.New("must be on or off"))
+	}
+	if e.CacheRef != "" {
+		check("CACHE_REF", validate.ImageTag(e.CacheRef))
+	}
+	if e.CacheBranch != "" {
+		check("CACHE_BRANCH", validate.BranchName(e.CacheBranch))
+	}
+	if e.CacheDefaultBranch != "" {
+		check("CACHE_DEFAULT_BRANCH", validate.BranchName(e.CacheDefaultBranch))
+	}
 	if e.LogStreamInterval < 500*time.Millisecond || e.LogStreamInterval > 5*time.Minute {
 		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
 	}
@@ -284,6 +346,12 @@ func (e Env) Vars() []Var {
 		{Name: "REPO_NAME", Value: e.RepoName},
 		{Name: "DOCKER_HOST", Value: e.DockerHost},
 		{Name: "BUILD_NETWORK", Value: e.BuildNetwork},
+		{Name: "BUILD_BACKEND", Value: e.BuildBackend},
+		{Name: "BUILDKIT_HOST", Value: e.BuildkitHost},
+		{Name: "CACHE", Value: e.Cache},
+		{Name: "CACHE_REF", Value: e.CacheRef},
+		{Name: "CACHE_BRANCH", Value: e.CacheBranch},
+		{Name: "CACHE_DEFAULT_BRANCH", Value: e.CacheDefaultBranch},
 	}
 	if e.BuildCommand != "" {
 		vs = append(vs, Var{Name: "BUILD_COMMAND_B64", Value: base64.StdEncoding.EncodeToString([]byte(e.BuildCommand))})

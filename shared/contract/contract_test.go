@@ -51,6 +51,13 @@ func completeVars() map[string]string {
 		"BUILD_NETWORK":       "host",
 		"LOG_STREAM_INTERVAL": "2s",
 		"BUILD_TIMEOUT":       "45m",
+
+		"BUILD_BACKEND":        "buildkit",
+		"BUILDKIT_HOST":        "unix:///run/buildkit/buildkitd.sock",
+		"CACHE":                "on",
+		"CACHE_REF":            "ghcr.io/af/caches/hello:buildcache",
+		"CACHE_BRANCH":         "feature/login",
+		"CACHE_DEFAULT_BRANCH": "main",
 	}
 }
 
@@ -112,6 +119,13 @@ func TestLoadCompleteEnv(t *testing.T) {
 		BuildNetwork:      "host",
 		LogStreamInterval: 2 * time.Second,
 		BuildTimeout:      45 * time.Minute,
+
+		BuildBackend:       "buildkit",
+		BuildkitHost:       "unix:///run/buildkit/buildkitd.sock",
+		Cache:              "on",
+		CacheRef:           "ghcr.io/af/caches/hello:buildcache",
+		CacheBranch:        "feature/login",
+		CacheDefaultBranch: "main",
 		// The _B64 fields are consumed by Load: only the decoded commands remain.
 	}
 	if got != want {
@@ -260,6 +274,13 @@ func TestLoadNamesTheBadVariable(t *testing.T) {
 		// to run that long could never report how it ended.
 		{"BUILD_TIMEOUT", "4h", "BUILD_TIMEOUT"},
 		{"BUILD_TIMEOUT", "3h45m", "BUILD_TIMEOUT"},
+		{"BUILD_BACKEND", "kaniko", "BUILD_BACKEND"},
+		{"BUILDKIT_HOST", "", "BUILDKIT_HOST"}, // the buildkit backend needs one
+		{"BUILDKIT_HOST", "/run/buildkit.sock", "BUILDKIT_HOST"},
+		{"CACHE", "maybe", "CACHE"},
+		{"CACHE_REF", "ghcr.io/af/cache", "CACHE_REF"}, // no tag
+		{"CACHE_BRANCH", "a..b", "CACHE_BRANCH"},
+		{"CACHE_DEFAULT_BRANCH", "-main", "CACHE_DEFAULT_BRANCH"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value[:min(len(c.value), 20)], func(t *testing.T) {

@@ -168,6 +168,7 @@ func (s *Server) pushBuild(ctx context.Context, p webhook.Push, svc subscription
 		ServiceID:      svc.ServiceID,
 		Branch:         p.Branch,
 		PushedAt:       p.PushedAt,
+		DefaultBranch:  p.DefaultBranch,
 	}
 	h, err := s.start(ctx, req, "push", tokens)
 	if err != nil {

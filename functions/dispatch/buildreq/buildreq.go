@@ -45,6 +45,9 @@ type Request struct {
 	// push builds, so a later push supersedes it.
 	ServiceID string `json:"serviceId,omitempty"`
 	Branch    string `json:"branch,omitempty"`
+	// DefaultBranch is the repository's default branch: a build of another
+	// branch falls back to its layer cache (CACHE_DEFAULT_BRANCH).
+	DefaultBranch string `json:"defaultBranch,omitempty"`
 	// PushedAt orders push builds of a branch (set from the webhook, never
 	// from an API body).
 	PushedAt time.Time `json:"-"`
@@ -158,6 +161,9 @@ var contractFields = map[string]string{
 	"START_COMMAND_B64": "startCommandB64",
 	"REPO_OWNER":        "repoOwner",
 	"REPO_NAME":         "repoName",
+
+	"CACHE_BRANCH":         "branch",
+	"CACHE_DEFAULT_BRANCH": "defaultBranch",
 }
 
 // Env assembles and validates the contract. A problem with the request
@@ -212,6 +218,8 @@ func (r Request) Env(p Params) (contract.Env, error) {
 		LogStreamInterval: p.LogStreamInterval,
 		BuildTimeout:      p.BuildTimeout,
 	}
+	// The registry layer cache is per branch (runner/cache).
+	env.CacheBranch, env.CacheDefaultBranch = r.Branch, r.DefaultBranch
 	var configErrs []error
 	if validate.RepoOwner(r.RepoOwner) == nil && validate.RepoName(r.RepoName) == nil {
 		clone, source, err := repoURLs(p.GitHubURL, r.RepoOwner, r.RepoName, p.CloneToken)

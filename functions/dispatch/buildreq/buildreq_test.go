@@ -106,3 +106,20 @@ func TestBuildCarriesTheGroupingOnlyForASHA(t *testing.T) {
 		t.Errorf("a branch ref was labelled as a commit: %q", b.CommitSHA)
 	}
 }
+
+func TestBranchAndDefaultBranchNameTheLayerCache(t *testing.T) {
+	req := request()
+	req.Branch, req.DefaultBranch = "feature/login", "main"
+	env, err := req.Env(params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.CacheBranch != "feature/login" || env.CacheDefaultBranch != "main" {
+		t.Errorf("cache branch %q, default %q; want feature/login and main", env.CacheBranch, env.CacheDefaultBranch)
+	}
+	req.DefaultBranch = "a..b"
+	var inv *buildreq.InvalidError
+	if err := req.Validate(params()); !errors.As(err, &inv) || !slices.Equal(inv.Fields(), []string{"defaultBranch"}) {
+		t.Errorf("bad default branch: %v, want a problem with defaultBranch", err)
+	}
+}

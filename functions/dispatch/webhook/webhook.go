@@ -104,6 +104,9 @@ type Push struct {
 	// then.
 	Changed      []string
 	ChangesKnown bool
+	// DefaultBranch is the repository's default branch, whose layer cache a
+	// new branch's first build starts from.
+	DefaultBranch string
 	// PushedAt is when GitHub recorded the push (repository.pushed_at, to
 	// the second). Deliveries can arrive out of order or be redelivered
 	// later; this, not arrival, says which push of a branch is newer.
@@ -131,6 +134,7 @@ func ParsePush(deliveryID string, payload []byte) (Push, error) {
 		HeadMessage:    pe.GetHeadCommit().GetMessage(),
 		PushedAt:       pe.GetRepo().GetPushedAt().Time,
 	}
+	p.DefaultBranch = pe.GetRepo().GetDefaultBranch()
 	// Push payloads carry the owner as both name and login.
 	if p.Owner = pe.GetRepo().GetOwner().GetLogin(); p.Owner == "" {
 		p.Owner = pe.GetRepo().GetOwner().GetName()

@@ -95,6 +95,11 @@ func ImportBusybox(ctx context.Context, host, ref string) error {
 	return nil
 }
 
+// Busybox returns the host's static busybox binary and its applets (paths
+// relative to /), for other builders of the same base image (buildkitd's
+// testinfra pushes it to a registry, since BuildKit pulls its FROM images).
+func Busybox() ([]byte, []string, error) { return busybox() }
+
 // busybox returns the host's busybox binary and its applets as paths
 // relative to / (from `busybox --list-full`), after checking that it is
 // statically linked: Debian's plain busybox package installs a dynamic

@@ -80,6 +80,10 @@ type Config struct {
 
 	// TestNode is for the single-node test suite only (testnode.go).
 	TestNode TestNode
+	// Backend is the build engine beside the runner: docker (dind) or
+	// buildkit (rootless buildkitd; buildkit.go).
+	Backend  string `env:"BUILD_BACKEND, default=docker"`
+	BuildKit BuildKitConfig
 }
 
 // LoadConfig reads Config from the environment (envconfig.OsLookuper()) and
@@ -167,6 +171,9 @@ func (c Config) Validate() error {
 		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least %s: after SIGTERM the runner stops its build and then takes up to 20s to deliver its final callback", minTerminationGrace)
 	}
 	if err := c.TestNode.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateBackend(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

@@ -167,6 +167,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 		env.BuildNetwork = ""
 	}
 	env.BuildNetwork = cfg.TestNode.buildNetwork(env.BuildNetwork)
+	cfg.backendEnv(&env)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
 	}
@@ -392,6 +393,7 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
 	cfg.TestNode.apply(&spec)
+	cfg.applyBackend(&spec, res)
 	return spec
 }
 

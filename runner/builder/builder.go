@@ -1,0 +1,63 @@
+// Package builder is the runner's one build interface and what its backends
+// share: the request, the result, and the rendering of BuildKit progress into
+// the plain lines a user reads. The backends are runner/engine (BuildKit
+// inside a Docker Engine, through its API) and runner/buildkit (a buildkitd,
+// through BuildKit's own client).
+package builder
+
+import (
+	"context"
+	"io"
+)
+
+// Request is one image build and its push.
+type Request struct {
+	ContextDir     string
+	DockerfileDir  string
+	DockerfileName string // within DockerfileDir
+	// Tag is the image reference built and pushed.
+	Tag    string
+	Labels map[string]string
+	// NetworkMode for RUN steps: "" for the daemon's default, or host/none/bridge.
+	NetworkMode string
+	// Platform is the target platform (e.g. linux/amd64); "" for the daemon's.
+	Platform string
+	// BuildID names the build on the daemon so it can be cancelled.
+	BuildID string
+	// Registry credentials, used for the push, the cache, and private FROM
+	// images, all on RegistryHost only.
+	RegistryHost, RegistryUser, RegistryToken string
+	// Cache is the registry layer cache; zero means none.
+	Cache Cache
+}
+
+// Cache names the registry cache of one build.
+type Cache struct {
+	// Import is tried in order before the build.
+	Import []string
+	// Export receives the cache after a successful build; "" for none.
+	Export string
+}
+
+// Result is what a build reports before its push.
+type Result struct {
+	// ImageID identifies the image on the daemon, when it keeps one.
+	ImageID string
+	Steps   Steps
+}
+
+// Builder builds an image and pushes it. Build then Push, once each, on one
+// Request; the pipeline times them as separate phases.
+type Builder interface {
+	// WaitReady waits until the daemon answers, and says so in a log line
+	// naming the daemon.
+	WaitReady(ctx context.Context) (string, error)
+	// Build runs the build, streaming progress lines to out. Cancelling ctx
+	// stops it on the daemon.
+	Build(ctx context.Context, req Request, out io.Writer) (Result, error)
+	// Push uploads what Build made to req.Tag (and exports req.Cache) and
+	// returns the manifest digest the registry stored. A cache export that
+	// fails is one line in out, never an error.
+	Push(ctx context.Context, req Request, out io.Writer) (string, error)
+	Close() error
+}

@@ -1,0 +1,416 @@
+// Package buildertest is the behaviour every builder.Builder must have, run
+// against each real backend: the Docker Engine (dockerd) and buildkitd, with
+// a real registry. Each backend's test package calls Run with a harness that
+// starts fresh daemons.
+package buildertest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alternatefutures/af-builder/internal/testinfra/registry"
+	"github.com/alternatefutures/af-builder/runner/builder"
+	"github.com/alternatefutures/af-builder/runner/failure"
+)
+
+// Harness gives the suite builders and the registry they push to.
+type Harness struct {
+	// NewBuilder starts a builder on a daemon of its own with an empty
+	// store (a new builder pod), stopped when t ends, which can pull
+	// BaseImage.
+	NewBuilder func(t *testing.T) builder.Builder
+	// Registry is where images and caches go; RegistryDir is its storage
+	// root, read to check what was pushed byte by byte.
+	Registry    *registry.Registry
+	RegistryDir string
+	// Other is a second registry whose credentials the builds do not have:
+	// it refuses their pushes.
+	Other *registry.Registry
+	// BaseImage is a busybox image every builder can use in FROM.
+	BaseImage string
+	// ExportsIntermediateStages is true when the backend's cache export
+	// keeps the stages that are not the final image (mode=max).
+	ExportsIntermediateStages bool
+}
+
+// Run runs the suite; each test gets the harness.
+func Run(t *testing.T, h Harness) {
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, h Harness)
+	}{
+		{"BuildsAndPushesWithTheRegistrysDigestAndLabels", buildsAndPushes},
+		{"FailingRunStepIsTheUsersWithItsOutput", failingRunStep},
+		{"CancelStopsTheRunningStepOnTheDaemon", cancelStopsTheStep},
+		{"RefusedPushIsTheInfrastructures", refusedPush},
+		{"NewBuilderIsWarmFromTheRegistryCache", newBuilderIsWarm},
+		{"NewBranchStartsWarmFromTheDefaultBranch", newBranchStartsWarm},
+		{"RefusedCacheExportStillSucceeds", refusedCacheExport},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+	t.Run("NoSecretInAnyPushedBlob", func(t *testing.T) { noSecretInBlobs(t, h) })
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// app writes a build context with files and a Dockerfile.
+func app(t *testing.T, dockerfile string, files map[string]string) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	files["Dockerfile"] = dockerfile
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var seq int
+
+// request builds dir into a new repository of the harness registry.
+func request(t *testing.T, h Harness, dir, repo string) builder.Request {
+	seq++
+	return builder.Request{
+		ContextDir:     dir,
+		DockerfileDir:  dir,
+		DockerfileName: "Dockerfile",
+		Tag:            h.Registry.Ref(repo, "v1"),
+		Labels:         map[string]string{"org.opencontainers.image.revision": "0123456789abcdef"},
+		NetworkMode:    "host",
+		BuildID:        fmt.Sprintf("suite-%d-%d", time.Now().UnixNano(), seq),
+		RegistryHost:   h.Registry.Addr(),
+		RegistryUser:   h.Registry.User(),
+		RegistryToken:  h.Registry.Password(),
+	}
+}
+
+// buildAndPush runs both halves, fails the test on an error, and returns the
+// result with the build's and the push's output.
+func buildAndPush(t *testing.T, b builder.Builder, req builder.Request) (builder.Result, string, string) {
+	t.Helper()
+	ctx := testCtx(t, 5*time.Minute)
+	var out bytes.Buffer
+	res, err := b.Build(ctx, req, &out)
+	if err != nil {
+		t.Fatalf("Build: %v\n%s", err, out.String())
+	}
+	var pushOut bytes.Buffer
+	if _, err := b.Push(ctx, req, &pushOut); err != nil {
+		t.Fatalf("Push: %v\nbuild:\n%s\npush:\n%s", err, out.String(), pushOut.String())
+	}
+	t.Logf("build output:\n%s\npush output:\n%s", out.String(), pushOut.String())
+	return res, out.String(), pushOut.String()
+}
+
+func buildsAndPushes(t *testing.T, h Harness) {
+	dir := app(t, "FROM "+h.BaseImage+"\nCOPY hello.txt /hello.txt\nRUN echo built-at-step-two && cat /hello.txt > /copy.txt\n",
+		map[string]string{"hello.txt": "hello from the suite\n"})
+	req := request(t, h, dir, "suite/plain")
+	b := h.NewBuilder(t)
+	ctx := testCtx(t, 5*time.Minute)
+	var out bytes.Buffer
+	res, err := b.Build(ctx, req, &out)
+	if err != nil {
+		t.Fatalf("Build: %v\n%s", err, out.String())
+	}
+	var pushOut bytes.Buffer
+	digest, err := b.Push(ctx, req, &pushOut)
+	if err != nil {
+		t.Fatalf("Push: %v\n%s", err, pushOut.String())
+	}
+	got := out.String()
+	for _, want := range []string{"[2/3] COPY hello.txt /hello.txt", "RUN echo built-at-step-two", "built-at-step-two\n", " DONE "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("build output lacks %q:\n%s", want, got)
+		}
+	}
+	if res.Steps.Total != 2 || res.Steps.Cached != 0 {
+		t.Errorf("steps = %+v, want 2 steps, none cached, on a new builder", res.Steps)
+	}
+	stored, err := h.Registry.ManifestDigest(ctx, "suite/plain", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest != stored {
+		t.Errorf("Push returned %s, the registry stores %s", digest, stored)
+	}
+	cfg, err := h.Registry.ImageConfig(ctx, "suite/plain", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Labels["org.opencontainers.image.revision"] != "0123456789abcdef" {
+		t.Errorf("labels = %v, want the revision label", cfg.Labels)
+	}
+	if cfg.OS != "linux" || cfg.Architecture != "amd64" {
+		t.Errorf("platform = %s/%s, want linux/amd64", cfg.OS, cfg.Architecture)
+	}
+}
+
+func failingRunStep(t *testing.T, h Harness) {
+	dir := app(t, "FROM "+h.BaseImage+"\nRUN echo about-to-fail && exit 3\n", map[string]string{})
+	b := h.NewBuilder(t)
+	var out bytes.Buffer
+	_, err := b.Build(testCtx(t, 3*time.Minute), request(t, h, dir, "suite/failing"), &out)
+	var fe *failure.Error
+	if !errors.As(err, &fe) || fe.Class != failure.User {
+		t.Fatalf("err = %v, want a user failure", err)
+	}
+	if fe.Phase != "" {
+		t.Errorf("phase %q stamped by the backend; only the pipeline names phases", fe.Phase)
+	}
+	if !strings.Contains(fe.Message, "exit code: 3") || strings.Contains(fe.Message, "rpc error") {
+		t.Errorf("message %q, want the daemon's words about exit code 3 and no transport noise", fe.Message)
+	}
+	if got := out.String(); !strings.Contains(got, "about-to-fail") || !strings.Contains(got, "ERROR") {
+		t.Errorf("output does not show the failing step:\n%s", got)
+	}
+}
+
+func cancelStopsTheStep(t *testing.T, h Harness) {
+	marker := fmt.Sprint(1000 + time.Now().UnixNano()%8000)
+	dir := app(t, "FROM "+h.BaseImage+"\nRUN echo sleeping-now && sleep "+marker+"\n", map[string]string{})
+	b := h.NewBuilder(t)
+	ctx, cancel := context.WithCancelCause(testCtx(t, 3*time.Minute))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Build(ctx, request(t, h, dir, "suite/cancel"), io.Discard)
+		errc <- err
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !sleepRunning(marker) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sleep step never started")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel(errors.New("SIGTERM"))
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Build succeeded though cancelled")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Build did not return within 20s of the cancel")
+	}
+	for end := time.Now().Add(10 * time.Second); sleepRunning(marker); {
+		if time.Now().After(end) {
+			t.Fatal("the RUN step still runs on the daemon 10s after the cancel")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sleepRunning reports whether a process "sleep <marker>" runs on this
+// machine (the daemons are local).
+func sleepRunning(marker string) bool {
+	ds, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range ds {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "sleep\x00"+marker) {
+			return true
+		}
+	}
+	return false
+}
+
+func refusedPush(t *testing.T, h Harness) {
+	dir := app(t, "FROM "+h.BaseImage+"\nRUN echo refused > /r\n", map[string]string{})
+	req := request(t, h, dir, "suite/refused")
+	// The base image's registry is the one we have credentials for; the
+	// image goes to another one.
+	req.Tag = h.Other.Ref("suite/refused", "v1")
+	b := h.NewBuilder(t)
+	ctx := testCtx(t, 3*time.Minute)
+	if _, err := b.Build(ctx, req, io.Discard); err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	var out bytes.Buffer
+	_, err := b.Push(ctx, req, &out)
+	var fe *failure.Error
+	if !errors.As(err, &fe) || fe.Class != failure.Infrastructure {
+		t.Fatalf("err = %v, want an infrastructure failure (the platform mints push credentials)", err)
+	}
+	if msg := strings.ToLower(fe.Message); !strings.Contains(msg, "credentials") && !strings.Contains(msg, "unauthorized") {
+		t.Errorf("message %q does not say the registry refused the credentials", fe.Message)
+	}
+}
+
+// depsApp is an app whose dependency install is its own step, before the
+// source is copied: the shape of every template.
+const depsDockerfile = `FROM %s AS deps
+COPY deps.txt /app/deps.txt
+RUN echo installing-dependencies && cat /app/deps.txt > /app/installed
+FROM %s
+COPY --from=deps /app/installed /app/installed
+COPY src.txt /app/src.txt
+RUN cat /app/src.txt /app/installed > /app/out
+`
+
+// finalStageDockerfile has the dependency install in the final image, all
+// an inline cache can carry.
+const finalStageDockerfile = `FROM %s
+COPY deps.txt /app/deps.txt
+RUN echo installing-dependencies && cat /app/deps.txt > /app/installed
+COPY src.txt /app/src.txt
+RUN cat /app/src.txt /app/installed > /app/out
+`
+
+func depsApp(t *testing.T, h Harness, src string) string {
+	df := finalStageDockerfile
+	if h.ExportsIntermediateStages {
+		df = depsDockerfile
+	}
+	return app(t, strings.ReplaceAll(df, "%s", h.BaseImage), map[string]string{
+		"deps.txt": "left-pad@1.3.0\n",
+		"src.txt":  src,
+	})
+}
+
+// cachedLine reports whether out shows the step containing step as CACHED.
+func cachedLine(out, step string) bool {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, step) || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		id, _, _ := strings.Cut(l, " ")
+		for _, m := range lines[i+1:] {
+			if m == id+" CACHED" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func newBuilderIsWarm(t *testing.T, h Harness) {
+	cacheRef := h.Registry.Ref("suite/warm", "buildcache")
+	req := request(t, h, depsApp(t, h, "version one\n"), "suite/warm")
+	req.Cache = builder.Cache{Import: []string{cacheRef}, Export: cacheRef}
+	cold, _, pushOut := buildAndPush(t, h.NewBuilder(t), req)
+	if cold.Steps.Cached != 0 {
+		t.Errorf("cold build on a new builder: %s, want none cached", cold.Steps)
+	}
+	if !strings.Contains(pushOut, "cache: exported to "+cacheRef) {
+		t.Errorf("push output does not say the cache was exported:\n%s", pushOut)
+	}
+
+	// One source file changes; a brand-new builder builds it.
+	req2 := request(t, h, depsApp(t, h, "version two\n"), "suite/warm")
+	req2.Cache = req.Cache
+	warm, out, _ := buildAndPush(t, h.NewBuilder(t), req2)
+	if !cachedLine(out, "RUN echo installing-dependencies") {
+		t.Errorf("the dependency install was not CACHED on the new builder:\n%s", out)
+	}
+	if cachedLine(out, "RUN cat /app/src.txt") {
+		t.Errorf("the step after the changed file was CACHED:\n%s", out)
+	}
+	if !warm.Steps.CacheHit() || warm.Steps.Cached < 2 {
+		t.Errorf("warm build: %s, want the dependency steps cached", warm.Steps)
+	}
+}
+
+func newBranchStartsWarm(t *testing.T, h Harness) {
+	mainRef := h.Registry.Ref("suite/branches", "buildcache")
+	branchRef := h.Registry.Ref("suite/branches", "buildcache-feature-x-0a1b2c3d")
+	req := request(t, h, depsApp(t, h, "main\n"), "suite/branches")
+	req.Cache = builder.Cache{Import: []string{mainRef}, Export: mainRef}
+	buildAndPush(t, h.NewBuilder(t), req)
+	ctx := testCtx(t, time.Minute)
+	mainDigest, err := h.Registry.ManifestDigest(ctx, "suite/branches", "buildcache")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req2 := request(t, h, depsApp(t, h, "feature\n"), "suite/branches")
+	req2.Tag = h.Registry.Ref("suite/branches", "feature")
+	req2.Cache = builder.Cache{Import: []string{branchRef, mainRef}, Export: branchRef}
+	res, out, _ := buildAndPush(t, h.NewBuilder(t), req2)
+	if !cachedLine(out, "RUN echo installing-dependencies") || !res.Steps.CacheHit() {
+		t.Errorf("a new branch's first build was not warm from the default branch (%s):\n%s", res.Steps, out)
+	}
+	if _, err := h.Registry.ManifestDigest(ctx, "suite/branches", "buildcache-feature-x-0a1b2c3d"); err != nil {
+		t.Errorf("the branch's cache was not exported: %v", err)
+	}
+	if d, err := h.Registry.ManifestDigest(ctx, "suite/branches", "buildcache"); err != nil || d != mainDigest {
+		t.Errorf("the default branch's cache changed (%s -> %s, %v): a branch must export only its own", mainDigest, d, err)
+	}
+}
+
+func refusedCacheExport(t *testing.T, h Harness) {
+	req := request(t, h, depsApp(t, h, "refused cache\n"), "suite/nocache")
+	refused := h.Other.Ref("suite/nocache", "buildcache")
+	req.Cache = builder.Cache{Import: []string{refused}, Export: refused}
+	b := h.NewBuilder(t)
+	ctx := testCtx(t, 5*time.Minute)
+	var out, pushOut bytes.Buffer
+	if _, err := b.Build(ctx, req, &out); err != nil {
+		t.Fatalf("Build with an unusable cache: %v\n%s", err, out.String())
+	}
+	digest, err := b.Push(ctx, req, &pushOut)
+	if err != nil {
+		t.Fatalf("Push with a refused cache export: %v\n%s", err, pushOut.String())
+	}
+	if stored, err := h.Registry.ManifestDigest(ctx, "suite/nocache", "v1"); err != nil || stored != digest {
+		t.Errorf("image not pushed as reported: %s vs %s (%v)", digest, stored, err)
+	}
+	if n := strings.Count(pushOut.String(), "cache: export to "+refused+" failed"); n != 1 {
+		t.Errorf("%d lines say the cache export failed, want exactly 1:\n%s", n, pushOut.String())
+	}
+}
+
+// noSecretInBlobs reads every blob the registry stores, decompressed, and
+// looks for the push credential. A marker the suite's apps do contain must
+// be found, or the scan proves nothing.
+func noSecretInBlobs(t *testing.T, h Harness) {
+	blobs, found := 0, false
+	err := filepath.WalkDir(filepath.Join(h.RegistryDir, "docker/registry/v2/blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "data" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if zr, zerr := gzip.NewReader(bytes.NewReader(b)); zerr == nil {
+			if raw, rerr := io.ReadAll(zr); rerr == nil {
+				b = raw
+			}
+		}
+		blobs++
+		if bytes.Contains(b, []byte("left-pad@1.3.0")) {
+			found = true
+		}
+		if bytes.Contains(b, []byte(h.Registry.Password())) {
+			t.Errorf("blob %s contains the registry password", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatalf("the scan of %d blobs did not find the apps' own content: it cannot see a secret either", blobs)
+	}
+	t.Logf("scanned %d blobs", blobs)
+}

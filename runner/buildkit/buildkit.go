@@ -1,0 +1,317 @@
+// Package buildkit is the build backend that talks to a buildkitd (the
+// rootless sidecar in production, a test daemon here) with BuildKit's own
+// client: the Dockerfile frontend builds, the image exporter pushes, and the
+// registry cache is imported and exported in mode=max, intermediate stages
+// included, which the Docker Engine's builder cannot do.
+//
+// One solve covers Build and Push. The build function given to BuildKit
+// evaluates the Dockerfile and then waits: Build returns when the image is
+// built, and Push lets the function return, which starts the export (push of
+// the image, export of the cache). So the two phases keep their own timings,
+// time limits and log prefixes while BuildKit pushes what it built itself.
+package buildkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/containerd/platforms"
+	"github.com/docker/cli/cli/config/types"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/tonistiigi/fsutil"
+
+	"github.com/alternatefutures/af-builder/runner/builder"
+	"github.com/alternatefutures/af-builder/runner/failure"
+)
+
+// Builder is a connection to one buildkitd.
+type Builder struct {
+	addr string
+	c    *bkclient.Client
+	s    *solve // the build between Build and Push
+}
+
+// Connect prepares a client for addr (a BUILDKIT_HOST value such as
+// unix:///run/buildkit/buildkitd.sock). Nothing is dialled until the first
+// call.
+func Connect(ctx context.Context, addr string) (*Builder, error) {
+	c, err := bkclient.New(context.WithoutCancel(ctx), addr)
+	if err != nil {
+		return nil, failure.Wrap(failure.Infrastructure, "BUILDKIT_HOST is not usable", err)
+	}
+	return &Builder{addr: addr, c: c}, nil
+}
+
+// Close stops a build still waiting for its push and releases the client.
+func (b *Builder) Close() error {
+	if b.s != nil {
+		b.s.stop(errors.New("the build was abandoned before its push"))
+		<-b.s.done
+		b.s = nil
+	}
+	return b.c.Close()
+}
+
+// WaitReady asks for the daemon's workers until it lists one or ctx ends.
+// The sidecar takes a moment to start, and its readiness is not visible to us.
+func (b *Builder) WaitReady(ctx context.Context) (string, error) {
+	delay := 100 * time.Millisecond
+	var last error
+	for {
+		ws, err := b.c.ListWorkers(ctx)
+		if err == nil && len(ws) > 0 {
+			what := "buildkitd"
+			if info, err := b.c.Info(ctx); err == nil && info.BuildkitVersion.Version != "" {
+				what += " " + info.BuildkitVersion.Version
+			}
+			var plats []string
+			for _, p := range ws[0].Platforms {
+				plats = append(plats, platforms.Format(p))
+			}
+			return fmt.Sprintf("%s ready (%s)", what, strings.Join(plats, ", ")), nil
+		}
+		if err == nil {
+			err = errors.New("no workers")
+		}
+		last = err
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", failure.Wrap(failure.Infrastructure,
+				fmt.Sprintf("buildkitd at %s did not answer in time", b.addr), last)
+		case <-t.C:
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+// solve is one BuildKit solve, from Build to the end of its export.
+type solve struct {
+	cancel   context.CancelCauseFunc
+	progress *builder.Progress
+	built    chan error    // the build function's evaluation ended
+	release  chan struct{} // closed by Push: return the result, export it
+	done     chan struct{} // the solve (and its status stream) ended
+	resp     *bkclient.SolveResponse
+	err      error
+}
+
+func (s *solve) stop(cause error) { s.cancel(cause) }
+
+// Build runs the Dockerfile frontend on the daemon with the registry cache
+// imported, and returns once every step is done. Cancelling ctx stops the
+// solve on the daemon.
+func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer) (builder.Result, error) {
+	if b.s != nil {
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "a build is already waiting for its push", nil)
+	}
+	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot read the build context", err)
+	}
+	dfFS, err := fsutil.NewFS(req.DockerfileDir)
+	if err != nil {
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot read the Dockerfile directory", err)
+	}
+	attrs := map[string]string{"filename": req.DockerfileName}
+	for k, v := range req.Labels {
+		attrs["label:"+k] = v
+	}
+	if req.Platform != "" {
+		if _, err := platforms.Parse(req.Platform); err != nil {
+			return builder.Result{}, failure.Userf("target platform %q: %v", req.Platform, err)
+		}
+		attrs["platform"] = req.Platform
+	}
+	if req.NetworkMode == "none" {
+		attrs["force-network-mode"] = "none"
+	}
+	// host, bridge and the default all mean the daemon's own network for RUN
+	// steps: buildkitd is started with the network it should give them
+	// (--oci-worker-net host beside a pod), and asking for host explicitly
+	// would need the network.host entitlement granted on the daemon.
+
+	opt := bkclient.SolveOpt{
+		Ref:           req.BuildID,
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		FrontendAttrs: attrs,
+		Exports: []bkclient.ExportEntry{{
+			Type: bkclient.ExporterImage,
+			Attrs: map[string]string{
+				"name": req.Tag,
+				"push": "true",
+				// Docker media types, as the docker backend pushes.
+				"oci-mediatypes": "false",
+			},
+		}},
+		Session: []session.Attachable{authProvider(req)},
+	}
+	for _, ref := range req.Cache.Import {
+		opt.CacheImports = append(opt.CacheImports, bkclient.CacheOptionsEntry{
+			Type: "registry", Attrs: map[string]string{"ref": ref},
+		})
+	}
+	if req.Cache.Export != "" {
+		opt.CacheExports = []bkclient.CacheOptionsEntry{{
+			Type: "registry",
+			Attrs: map[string]string{
+				"ref":  req.Cache.Export,
+				"mode": "max",
+				// A cache that cannot be pushed must not fail a build that
+				// succeeded; Push reports it from the progress stream.
+				"ignore-error": "true",
+			},
+		}}
+	}
+
+	progress, err := builder.NewProgress(out)
+	if err != nil {
+		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot show the build's progress", err)
+	}
+	// The solve outlives Build (Push finishes it), so it runs on a context
+	// of its own that Build and Push cancel when theirs ends.
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	s := &solve{
+		cancel:   cancel,
+		progress: progress,
+		built:    make(chan error, 1),
+		release:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	statuses := make(chan *bkclient.SolveStatus)
+	streamed := make(chan struct{})
+	go func() {
+		defer close(streamed)
+		for st := range statuses {
+			_ = progress.Send(context.Background(), st)
+		}
+	}()
+	go func() {
+		defer close(s.done)
+		defer func() { <-streamed; progress.Close() }()
+		s.resp, s.err = b.c.Build(sctx, opt, "", func(ctx context.Context, gw gateway.Client) (*gateway.Result, error) {
+			res, err := gw.Solve(ctx, gateway.SolveRequest{
+				Frontend:    "dockerfile.v0",
+				FrontendOpt: gw.BuildOpts().Opts, // attrs plus the cache imports
+				Evaluate:    true,
+			})
+			s.built <- err
+			if err != nil {
+				return nil, err
+			}
+			select {
+			case <-s.release:
+				return res, nil
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}, statuses)
+	}()
+
+	select {
+	case err = <-s.built:
+	case <-s.done:
+		err = s.err
+		if err == nil {
+			err = errors.New("the solve ended before the build function ran")
+		}
+	case <-ctx.Done():
+		// The pipeline names the reason (timeout, signal) from its context.
+		s.stop(context.Cause(ctx))
+		<-s.done
+		return builder.Result{}, failure.Wrap(failure.Transient, "build stopped before it finished", context.Cause(ctx))
+	}
+	if err != nil {
+		s.stop(err)
+		<-s.done
+		progress.ReportCacheImports(out)
+		if ctx.Err() != nil {
+			return builder.Result{}, failure.Wrap(failure.Transient, "build stopped before it finished", err)
+		}
+		return builder.Result{}, classify(err)
+	}
+	b.s = s
+	progress.ReportCacheImports(out)
+	return builder.Result{Steps: progress.Steps()}, nil
+}
+
+// Push lets the solve export: BuildKit pushes the image to req.Tag and the
+// cache to req.Cache.Export. It returns the manifest digest the image
+// exporter pushed, which is the registry's.
+func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
+	s := b.s
+	if s == nil {
+		return "", failure.Wrap(failure.Infrastructure, "nothing was built to push", nil)
+	}
+	b.s = nil
+	s.progress.SetOutput(out)
+	close(s.release)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.stop(context.Cause(ctx))
+		<-s.done
+		return "", failure.Wrap(failure.Transient, "push stopped before it finished", context.Cause(ctx))
+	}
+	if s.err != nil {
+		if ctx.Err() != nil {
+			return "", failure.Wrap(failure.Transient, "push stopped before it finished", s.err)
+		}
+		return "", builder.ClassifyPushError(unwrapMessage(s.err))
+	}
+	if req.Cache.Export != "" {
+		if fails := s.progress.Failures("exporting cache"); len(fails) > 0 {
+			// ignore-error kept the export's failure out of the solve's
+			// result; the failed vertex is the only trace of it.
+			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, fails[0].Err)
+		} else {
+			fmt.Fprintf(out, "cache: exported to %s (mode=max)\n", req.Cache.Export)
+		}
+	}
+	digest := s.resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	if digest == "" {
+		return "", failure.Wrap(failure.Infrastructure, "buildkitd did not report a digest for the pushed image", nil)
+	}
+	return digest, nil
+}
+
+// authProvider answers the daemon's credential requests (FROM images, the
+// push, the cache) with the build's registry credentials for their registry
+// only, and anonymously for any other.
+func authProvider(req builder.Request) session.Attachable {
+	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+			if req.RegistryUser != "" && host == req.RegistryHost {
+				return types.AuthConfig{Username: req.RegistryUser, Password: req.RegistryToken, ServerAddress: host}, nil
+			}
+			return types.AuthConfig{}, nil
+		},
+	})
+}
+
+// classify turns a failed solve into a classified error with BuildKit's own
+// message (without the gRPC wrapping) for the user.
+func classify(err error) error {
+	return builder.ClassifyBuildError(unwrapMessage(err), err)
+}
+
+// unwrapMessage strips gRPC's "rpc error: code = Unknown desc = " from a
+// daemon's error, which says nothing to a user.
+func unwrapMessage(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, " desc = "); i >= 0 && strings.HasPrefix(msg, "rpc error:") {
+		msg = msg[i+len(" desc = "):]
+	}
+	return msg
+}

@@ -1,0 +1,100 @@
+package engine_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
+	"github.com/alternatefutures/af-builder/internal/testinfra/registry"
+	"github.com/alternatefutures/af-builder/runner/builder"
+	"github.com/alternatefutures/af-builder/runner/builder/buildertest"
+	"github.com/alternatefutures/af-builder/runner/engine"
+)
+
+// TestBuilderSuite runs the backends' shared suite against real Docker
+// engines (each builder a fresh dockerd with an empty data root) and a real
+// registry.
+func TestBuilderSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs dockerd and docker-registry")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h := buildertest.Harness{RegistryDir: t.TempDir()}
+	var err error
+	if h.Registry, err = registry.Start(ctx, registry.Options{Dir: h.RegistryDir}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Registry.Stop() })
+	if h.Other, err = registry.Start(ctx, registry.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Other.Stop() })
+
+	// Every builder pulls the same base from the registry, as in a cluster.
+	h.BaseImage = h.Registry.Ref("base/busybox", "1")
+	seed, err := dockerd.Start(ctx, dockerd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pushBusybox(ctx, seed.Host(), h.BaseImage, h.Registry)
+	if serr := seed.Stop(); serr != nil {
+		t.Error(serr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.NewBuilder = func(t *testing.T) builder.Builder {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		d, err := dockerd.Start(context.Background(), dockerd.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := d.Stop(); err != nil {
+				t.Error(err)
+			}
+		})
+		e, err := engine.Connect(d.Host())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		if _, err := e.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	buildertest.Run(t, h)
+}
+
+func pushBusybox(ctx context.Context, host, ref string, reg *registry.Registry) error {
+	if err := dockerd.ImportBusybox(ctx, host, ref); err != nil {
+		return err
+	}
+	c, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res, err := c.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: reg.RegistryAuth()})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for m, err := range res.JSONMessages(ctx) {
+		if err != nil {
+			return err
+		}
+		if m.Error != nil {
+			return m.Error
+		}
+	}
+	return nil
+}
