@@ -208,7 +208,10 @@ func (img Image) writeLayer(w io.Writer) error {
 		f := entries[p]
 		hdr := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: int64(f.Mode.Perm()), Uid: f.UID, Gid: f.GID, ModTime: mtime}
 		if f.Mode&fs.ModeSticky != 0 {
-			hdr.Mode = int64(f.Mode.Perm()) | 0o1000
+			hdr.Mode |= 0o1000
+		}
+		if f.Mode&fs.ModeSetuid != 0 {
+			hdr.Mode |= 0o4000
 		}
 		switch {
 		case f.Mode&fs.ModeDir != 0:
@@ -420,5 +423,81 @@ func RunnerImage(name, runnerBin, nixpacksBin string) (Image, error) {
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		User:       "10001:10001",
 		Entrypoint: []string{"/usr/local/bin/runner"},
+	}, nil
+}
+
+// BuildKitUID is the user of moby/buildkit's rootless images ("user",
+// 1000:1000, home /home/user), which they map to root in their own user
+// namespace.
+const BuildKitUID = 1000
+
+// BuildKitRootlessImage is a stand-in for moby/buildkit:<version>-rootless,
+// which cannot be pulled here: the same entrypoint (`rootlesskit buildkitd`),
+// user, environment and directories, with the given buildkitd and buildctl
+// (built from the module proxy at that version by tools/buildkitd/build.sh)
+// in place of the image's, and Debian's rootlesskit, setuid
+// newuidmap/newgidmap and runc with the libraries they link in place of
+// Alpine's. /etc/subuid and /etc/subgid give user the image's range
+// (100000, 65536 IDs).
+func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
+	for _, b := range []string{buildkitd, buildctl} {
+		if dynamic, err := isDynamic(b); err != nil || dynamic {
+			return Image{}, fmt.Errorf("%s must be a static binary (CGO_ENABLED=0): %v", b, err)
+		}
+	}
+	files, err := BusyboxFiles()
+	if err != nil {
+		return Image{}, err
+	}
+	var bins []string
+	for _, b := range []struct{ name, pkg string }{
+		{"/usr/bin/rootlesskit", "rootlesskit"}, {"/usr/bin/newuidmap", "uidmap"},
+		{"/usr/bin/newgidmap", "uidmap"}, {"/usr/sbin/runc", "runc"},
+	} {
+		p, err := testinfra.LookPath(b.name, b.pkg)
+		if err != nil {
+			return Image{}, err
+		}
+		bins = append(bins, p)
+	}
+	if files, err = withLibraries(files, bins...); err != nil {
+		return Image{}, err
+	}
+	const u = BuildKitUID
+	files = append(files,
+		// After withLibraries, so that these entries replace its 0755 ones:
+		// newuidmap and newgidmap write the ID maps of the user namespace
+		// rootlesskit creates, which an unprivileged user may only do
+		// through them.
+		HostFile(bins[1], bins[1], 0o755|fs.ModeSetuid),
+		HostFile(bins[2], bins[2], 0o755|fs.ModeSetuid),
+		HostFile("/usr/bin/buildkitd", buildkitd, 0o755),
+		HostFile("/usr/bin/buildctl", buildctl, 0o755),
+		TextFile("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"+
+			"user:x:1000:1000::/home/user:/bin/sh\n", 0o644),
+		TextFile("/etc/group", "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n", 0o644),
+		TextFile("/etc/nsswitch.conf", "passwd: files\ngroup: files\n", 0o644),
+		TextFile("/etc/subuid", "user:100000:65536\n", 0o644),
+		TextFile("/etc/subgid", "user:100000:65536\n", 0o644),
+		Dir("/home/user", 0o755, u, u),
+		Dir("/home/user/.local", 0o755, u, u),
+		Dir("/home/user/.local/tmp", 0o755, u, u),
+		Dir("/home/user/.local/share", 0o755, u, u),
+		Dir("/home/user/.local/share/buildkit", 0o755, u, u),
+		Dir("/run/user", 0o755, 0, 0),
+		Dir("/run/user/1000", 0o700, u, u),
+	)
+	ca, err := caBundle()
+	if err != nil {
+		return Image{}, err
+	}
+	files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
+	return Image{
+		Name:  name,
+		Files: files,
+		Env: []string{imagePATH, "HOME=/home/user", "USER=user", "XDG_RUNTIME_DIR=/run/user/1000",
+			"TMPDIR=/home/user/.local/tmp", "BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock"},
+		User:       "1000:1000",
+		Entrypoint: []string{"rootlesskit", "buildkitd"},
 	}, nil
 }
