@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,9 @@ type File struct {
 	Data     []byte // contents of a regular file, or
 	Source   string // a host file to copy (symlinks followed)
 	Link     string // symlink target
+	// Xattrs are extended attributes of the entry (e.g.
+	// security.capability), written as PAX records that containerd applies.
+	Xattrs map[string]string
 }
 
 // Dir is a directory entry.
@@ -207,6 +211,13 @@ func (img Image) writeLayer(w io.Writer) error {
 	for _, p := range names {
 		f := entries[p]
 		hdr := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: int64(f.Mode.Perm()), Uid: f.UID, Gid: f.GID, ModTime: mtime}
+		for k, v := range f.Xattrs {
+			if hdr.PAXRecords == nil {
+				hdr.PAXRecords = map[string]string{}
+				hdr.Format = tar.FormatPAX
+			}
+			hdr.PAXRecords["SCHILY.xattr."+k] = v
+		}
 		if f.Mode&fs.ModeSticky != 0 {
 			hdr.Mode |= 0o1000
 		}
@@ -437,7 +448,8 @@ const BuildKitUID = 1000
 // (built from the module proxy at that version by tools/buildkitd/build.sh)
 // in place of the image's, and Debian's rootlesskit, setuid
 // newuidmap/newgidmap and runc with the libraries they link in place of
-// Alpine's. /etc/subuid and /etc/subgid give user the image's range
+// Alpine's (the ID mappers with file capabilities instead of setuid; see
+// below). /etc/subuid and /etc/subgid give user the image's range
 // (100000, 65536 IDs).
 func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
 	for _, b := range []string{buildkitd, buildctl} {
@@ -465,12 +477,18 @@ func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
 	}
 	const u = BuildKitUID
 	files = append(files,
-		// After withLibraries, so that these entries replace its 0755 ones:
-		// newuidmap and newgidmap write the ID maps of the user namespace
-		// rootlesskit creates, which an unprivileged user may only do
-		// through them.
-		HostFile(bins[1], bins[1], 0o755|fs.ModeSetuid),
-		HostFile(bins[2], bins[2], 0o755|fs.ModeSetuid),
+		// After withLibraries, so that these entries replace its plain
+		// ones. newuidmap and newgidmap write the ID maps of the user
+		// namespace rootlesskit creates, which an unprivileged user may
+		// only do through them. They carry file capabilities (as Fedora
+		// ships them), not the setuid bit: Debian 12's setuid newuidmap
+		// opens uid_map as root, and the kernel then wants CAP_SYS_ADMIN,
+		// which Pod Security baseline does not admit (in the pod:
+		// "newuidmap: write to uid_map failed: Operation not permitted").
+		// Run as the user with CAP_SETUID (CAP_SETGID) they need nothing
+		// else, within the sidecar's SETUID/SETGID bounding set.
+		withFileCaps(HostFile(bins[1], bins[1], 0o755), capSetUID),
+		withFileCaps(HostFile(bins[2], bins[2], 0o755), capSetGID),
 		HostFile("/usr/bin/buildkitd", buildkitd, 0o755),
 		HostFile("/usr/bin/buildctl", buildctl, 0o755),
 		TextFile("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"+
@@ -500,4 +518,30 @@ func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
 		User:       "1000:1000",
 		Entrypoint: []string{"rootlesskit", "buildkitd"},
 	}, nil
+}
+
+// Capability numbers (linux/capability.h).
+const (
+	capSetGID = 6
+	capSetUID = 7
+)
+
+// withFileCaps gives f the file capabilities caps, permitted and effective
+// (security.capability, struct vfs_cap_data revision 2).
+func withFileCaps(f File, caps ...uint) File {
+	var lo, hi uint32
+	for _, c := range caps {
+		if c < 32 {
+			lo |= 1 << c
+		} else {
+			hi |= 1 << (c - 32)
+		}
+	}
+	const revision2, effective = 0x02000000, 0x1
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], revision2|effective)
+	binary.LittleEndian.PutUint32(b[4:], lo)
+	binary.LittleEndian.PutUint32(b[12:], hi)
+	f.Xattrs = map[string]string{"security.capability": string(b)}
+	return f
 }

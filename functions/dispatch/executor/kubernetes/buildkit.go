@@ -185,19 +185,15 @@ func (c Config) applyBackend(spec *corev1.PodSpec, res podResources) {
 		Args: []string{"--addr=" + BuildKitHost, "--oci-worker-no-process-sandbox"},
 		Env:  []corev1.EnvVar{{Name: "BUILDKIT_HOST", Value: BuildKitHost}},
 		// The image's user (numeric, so runAsNonRoot can be checked).
-		// Privilege escalation stays allowed and SETUID, SETGID and
-		// DAC_OVERRIDE stay in the bounding set: the setuid
-		// newuidmap/newgidmap write the user namespace's ID map, which is
-		// what makes buildkitd root inside it and nothing outside. The map
-		// files belong to uid 1000, so without DAC_OVERRIDE they cannot
-		// open them ("newuidmap: open of uid_map failed: Permission
-		// denied", seen on a real kubelet). Only those setuid binaries get
-		// these capabilities: processes of uid 1000 have none.
+		// Privilege escalation stays allowed and SETUID/SETGID stay in the
+		// bounding set: the setuid newuidmap/newgidmap write the user
+		// namespace's ID map, which is what makes buildkitd root inside it
+		// and nothing outside.
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:    ptr(true),
 			RunAsUser:       ptr(int64(buildkitUID)),
 			RunAsGroup:      ptr(int64(buildkitUID)),
-			Capabilities:    &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"SETUID", "SETGID", "DAC_OVERRIDE"}},
+			Capabilities:    &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"SETUID", "SETGID"}},
 			SeccompProfile:  seccomp.seccomp(),
 			AppArmorProfile: apparmor.appArmor(),
 		},

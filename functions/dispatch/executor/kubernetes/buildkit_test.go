@@ -94,8 +94,8 @@ func TestBuildKitPodRunsRootlessWithNothingPrivileged(t *testing.T) {
 		*sc.AppArmorProfile.LocalhostProfile != "af-buildkitd":
 		t.Errorf("apparmor = %+v, want the node's af-buildkitd", sc.AppArmorProfile)
 	case !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
-		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"SETUID", "SETGID", "DAC_OVERRIDE"}):
-		t.Errorf("capabilities = %+v, want all dropped but those the setuid ID mappers need", sc.Capabilities)
+		!slices.Equal(sc.Capabilities.Add, []corev1.Capability{"SETUID", "SETGID"}):
+		t.Errorf("capabilities = %+v, want all dropped but the ID-map pair", sc.Capabilities)
 	}
 	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
 		if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {

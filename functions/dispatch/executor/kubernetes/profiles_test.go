@@ -32,7 +32,7 @@ var keyringSyscalls = []string{"add_key", "keyctl", "request_key"}
 // buildkitdSeccomp is the Localhost profile (OCI format, as containerd and
 // CRI-O load it) for the buildkitd sidecar: Docker's default profile as
 // moby/profiles defines it, resolved for the sidecar's capabilities
-// (SETUID, SETGID and DAC_OVERRIDE only), plus the calls above.
+// (SETUID and SETGID only), plus the calls above.
 func buildkitdSeccomp(t *testing.T) []byte {
 	t.Helper()
 	if runtime.GOARCH != "amd64" {
@@ -48,7 +48,7 @@ func buildkitdSeccomp(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
-		Bounding: []string{"CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE"},
+		Bounding: []string{"CAP_SETUID", "CAP_SETGID"},
 	}}}
 	resolved, err := seccomp.LoadProfile(string(raw), spec)
 	if err != nil {
