@@ -46,10 +46,12 @@ e2e: deps
 # The production path on a real single-node Kubernetes (internal/e2enode):
 # dispatch serve with EXECUTOR=kubernetes, Jobs run by a kubelet on
 # containerd. Builds kubelet, controller-manager and scheduler once (cached
-# beside kube-apiserver). Fails, never skips, when a prerequisite is missing.
+# beside kube-apiserver) and buildkitd/buildctl for the rootless BuildKit
+# image stand-in (cached by tools/buildkitd). Fails, never skips, when a prerequisite is missing.
 e2e-node:
 	bash scripts/deps.sh --node
 	bash tools/kube/build.sh --node >/dev/null
+	bash tools/buildkitd/build.sh >/dev/null
 	$(GO) vet -tags e2enode ./internal/e2enode/ ./internal/testinfra/kubenode/
 	$(GO) test -tags e2enode -p 1 -count=1 -v -timeout 30m ./internal/testinfra/kubenode/ ./internal/e2enode/
 

@@ -34,7 +34,6 @@ for arg in "$@"; do
     ;;
   --node)
     have containerd                   || need+=(containerd)
-    have runc                         || need+=(runc)
     [ -x /usr/lib/cni/loopback ]      || need+=(containernetworking-plugins)
     ;;
   esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test buildkitd from the Go module proxy into
-# ~/.cache/af-builder/buildkitd/<version>/buildkitd and prints that path.
+# Builds the test buildkitd (and buildctl, which the rootless BuildKit image
+# stand-in of `make e2e-node` needs for its probes) from the Go module proxy
+# into ~/.cache/af-builder/buildkitd/<version>/ and prints buildkitd's path.
 #
 # The version is the github.com/moby/buildkit version of the project's
 # go.mod (the client the runner links), so daemon and client always match.
@@ -32,11 +33,12 @@ fi
 cache="${XDG_CACHE_HOME:-$HOME/.cache}"
 out="$cache/af-builder/buildkitd/$version"
 bin="$out/buildkitd"
+ctl="$out/buildctl"
 
 force=0
 [[ "${1:-}" == "--force" ]] && force=1
 
-if [[ $force -eq 0 && -x "$bin" ]]; then
+if [[ $force -eq 0 && -x "$bin" && -x "$ctl" ]]; then
 	echo "$bin"
 	exit 0
 fi
@@ -50,10 +52,13 @@ start=$(date +%s)
 echo "building buildkitd $version into $out" >&2
 # The version stamp is what `buildkitd --version` and the client's
 # ListWorkers/Info report; without it they say v0.0.0+unknown.
-CGO_ENABLED=0 go build -trimpath \
-	-ldflags "-s -w -X github.com/moby/buildkit/version.Version=$version -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
-	-o "$tmp/buildkitd" github.com/moby/buildkit/cmd/buildkitd
-mv "$tmp/buildkitd" "$bin"
+ldflags="-s -w -X github.com/moby/buildkit/version.Version=$version -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit"
+for cmd in buildkitd buildctl; do
+	if [[ $force -eq 1 || ! -x "$out/$cmd" ]]; then
+		CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/$cmd" "github.com/moby/buildkit/cmd/$cmd"
+		mv "$tmp/$cmd" "$out/$cmd"
+	fi
+done
 echo "built in $(( $(date +%s) - start ))s" >&2
 
 "$bin" --version >&2

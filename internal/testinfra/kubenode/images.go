@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,9 @@ type File struct {
 	Data     []byte // contents of a regular file, or
 	Source   string // a host file to copy (symlinks followed)
 	Link     string // symlink target
+	// Xattrs are extended attributes of the entry (e.g.
+	// security.capability), written as PAX records that containerd applies.
+	Xattrs map[string]string
 }
 
 // Dir is a directory entry.
@@ -207,8 +211,18 @@ func (img Image) writeLayer(w io.Writer) error {
 	for _, p := range names {
 		f := entries[p]
 		hdr := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: int64(f.Mode.Perm()), Uid: f.UID, Gid: f.GID, ModTime: mtime}
+		for k, v := range f.Xattrs {
+			if hdr.PAXRecords == nil {
+				hdr.PAXRecords = map[string]string{}
+				hdr.Format = tar.FormatPAX
+			}
+			hdr.PAXRecords["SCHILY.xattr."+k] = v
+		}
 		if f.Mode&fs.ModeSticky != 0 {
-			hdr.Mode = int64(f.Mode.Perm()) | 0o1000
+			hdr.Mode |= 0o1000
+		}
+		if f.Mode&fs.ModeSetuid != 0 {
+			hdr.Mode |= 0o4000
 		}
 		switch {
 		case f.Mode&fs.ModeDir != 0:
@@ -421,4 +435,113 @@ func RunnerImage(name, runnerBin, nixpacksBin string) (Image, error) {
 		User:       "10001:10001",
 		Entrypoint: []string{"/usr/local/bin/runner"},
 	}, nil
+}
+
+// BuildKitUID is the user of moby/buildkit's rootless images ("user",
+// 1000:1000, home /home/user), which they map to root in their own user
+// namespace.
+const BuildKitUID = 1000
+
+// BuildKitRootlessImage is a stand-in for moby/buildkit:<version>-rootless,
+// which cannot be pulled here: the same entrypoint (`rootlesskit buildkitd`),
+// user, environment and directories, with the given buildkitd and buildctl
+// (built from the module proxy at that version by tools/buildkitd/build.sh)
+// in place of the image's, and Debian's rootlesskit, setuid
+// newuidmap/newgidmap and runc with the libraries they link in place of
+// Alpine's (the ID mappers with file capabilities instead of setuid; see
+// below). /etc/subuid and /etc/subgid give user the image's range
+// (100000, 65536 IDs).
+func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
+	for _, b := range []string{buildkitd, buildctl} {
+		if dynamic, err := isDynamic(b); err != nil || dynamic {
+			return Image{}, fmt.Errorf("%s must be a static binary (CGO_ENABLED=0): %v", b, err)
+		}
+	}
+	files, err := BusyboxFiles()
+	if err != nil {
+		return Image{}, err
+	}
+	var bins []string
+	for _, b := range []struct{ name, pkg string }{
+		{"/usr/bin/rootlesskit", "rootlesskit"}, {"/usr/bin/newuidmap", "uidmap"},
+		{"/usr/bin/newgidmap", "uidmap"}, {"/usr/sbin/runc", "runc"},
+	} {
+		p, err := testinfra.LookPath(b.name, b.pkg)
+		if err != nil {
+			return Image{}, err
+		}
+		bins = append(bins, p)
+	}
+	if files, err = withLibraries(files, bins...); err != nil {
+		return Image{}, err
+	}
+	const u = BuildKitUID
+	files = append(files,
+		// After withLibraries, so that these entries replace its plain
+		// ones. newuidmap and newgidmap write the ID maps of the user
+		// namespace rootlesskit creates, which an unprivileged user may
+		// only do through them. They carry file capabilities (as Fedora
+		// ships them), not the setuid bit: Debian 12's setuid newuidmap
+		// opens uid_map as root, and the kernel then wants CAP_SYS_ADMIN,
+		// which Pod Security baseline does not admit (in the pod:
+		// "newuidmap: write to uid_map failed: Operation not permitted").
+		// Run as the user with CAP_SETUID (CAP_SETGID) they need nothing
+		// else, within the sidecar's SETUID/SETGID bounding set.
+		withFileCaps(HostFile(bins[1], bins[1], 0o755), capSetUID),
+		withFileCaps(HostFile(bins[2], bins[2], 0o755), capSetGID),
+		HostFile("/usr/bin/buildkitd", buildkitd, 0o755),
+		HostFile("/usr/bin/buildctl", buildctl, 0o755),
+		TextFile("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"+
+			"user:x:1000:1000::/home/user:/bin/sh\n", 0o644),
+		TextFile("/etc/group", "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n", 0o644),
+		TextFile("/etc/nsswitch.conf", "passwd: files\ngroup: files\n", 0o644),
+		TextFile("/etc/subuid", "user:100000:65536\n", 0o644),
+		TextFile("/etc/subgid", "user:100000:65536\n", 0o644),
+		Dir("/home/user", 0o755, u, u),
+		Dir("/home/user/.local", 0o755, u, u),
+		Dir("/home/user/.local/tmp", 0o755, u, u),
+		Dir("/home/user/.local/share", 0o755, u, u),
+		Dir("/home/user/.local/share/buildkit", 0o755, u, u),
+		Dir("/run/user", 0o755, 0, 0),
+		Dir("/run/user/1000", 0o700, u, u),
+	)
+	ca, err := caBundle()
+	if err != nil {
+		return Image{}, err
+	}
+	files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
+	return Image{
+		Name:  name,
+		Files: files,
+		Env: []string{imagePATH, "HOME=/home/user", "USER=user", "XDG_RUNTIME_DIR=/run/user/1000",
+			"TMPDIR=/home/user/.local/tmp", "BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock"},
+		User:       "1000:1000",
+		Entrypoint: []string{"rootlesskit", "buildkitd"},
+	}, nil
+}
+
+// Capability numbers (linux/capability.h).
+const (
+	capSetGID = 6
+	capSetUID = 7
+)
+
+// withFileCaps gives f the file capabilities caps, permitted and effective
+// (security.capability, struct vfs_cap_data revision 2).
+func withFileCaps(f File, caps ...uint) File {
+	var lo, hi uint32
+	for _, c := range caps {
+		if c < 32 {
+			lo |= 1 << c
+		} else {
+			hi |= 1 << (c - 32)
+		}
+	}
+	const revision2, effective = 0x02000000, 0x1
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], revision2|effective)
+	binary.LittleEndian.PutUint32(b[4:], lo)
+	binary.LittleEndian.PutUint32(b[12:], hi)
+	f.Xattrs = map[string]string{"security.capability": string(b)}
+	return f
 }

@@ -429,6 +429,10 @@ func (n *Node) waitFor(ctx context.Context, what string, timeout time.Duration, 
 	}
 }
 
+// SeccompDir is where the kubelet reads Localhost seccomp profiles: a pod's
+// "localhost/<file>" is <SeccompDir>/<file>.
+func (n *Node) SeccompDir() string { return filepath.Join(n.Dir, "kubelet", "seccomp") }
+
 // LogPath is the log file of one component (etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kubelet, containerd).
 func (n *Node) LogPath(component string) string {

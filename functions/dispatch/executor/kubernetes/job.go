@@ -166,8 +166,8 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 	if env.BuildNetwork == "host" {
 		env.BuildNetwork = ""
 	}
-	cfg.backendEnv(&env)
 	env.BuildNetwork = cfg.TestNode.buildNetwork(env.BuildNetwork)
+	cfg.backendEnv(&env)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
 	}
@@ -392,8 +392,8 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 	for _, s := range cfg.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
-	cfg.applyBackend(&spec, res)
 	cfg.TestNode.apply(&spec)
+	cfg.applyBackend(&spec, res)
 	return spec
 }
 
