@@ -230,7 +230,7 @@ func (d *demo) startServices(ctx context.Context) error {
 	}
 	d.defer_(gh.Close)
 	gh.AddInstallation(installationID, owner, repo)
-	gh.OnIssue(func(i githubtest.Issued) { d.git.SetToken(i.Token) })
+	gh.OnIssue(func(i githubtest.Issued) { d.git.AcceptToken(i.Token) })
 	if err := os.WriteFile(filepath.Join(d.tmp, "app.pem"), gh.PrivateKeyPEM, 0o600); err != nil {
 		return err
 	}

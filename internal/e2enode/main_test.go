@@ -155,7 +155,7 @@ func run(m *testing.M) (code int, err error) {
 	suite.gh.AddInstallation(installationID, owner, repos...)
 	// The clone token is whatever the App token API issued last; the tests
 	// run one build at a time.
-	suite.gh.OnIssue(func(i githubtest.Issued) { suite.git.SetToken(i.Token) })
+	suite.gh.OnIssue(func(i githubtest.Issued) { suite.git.AcceptToken(i.Token) })
 	sinkCtx, stopSink := context.WithCancel(context.Background())
 	if suite.sink, err = callbacksink.Start(sinkCtx, callbacksink.Options{Secret: []byte(suite.callbackSecret)}); err != nil {
 		stopSink()

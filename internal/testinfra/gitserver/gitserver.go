@@ -70,8 +70,10 @@ type Server struct {
 	logFile *os.File
 	stop    func() bool // unregisters the ctx watcher
 
-	mu       sync.Mutex
-	token    string
+	mu    sync.Mutex
+	token string
+	// also holds earlier tokens that are still accepted (AcceptToken).
+	also     map[string]bool
 	requests []Request
 	repoSet  map[string]*Repo
 
@@ -161,9 +163,10 @@ func (s *Server) handler(backend http.Handler) http.Handler {
 		}()
 		s.mu.Lock()
 		tok := s.token
+		user, pass, ok := r.BasicAuth()
+		earlier := ok && user == TokenUser && s.also[pass]
 		s.mu.Unlock()
-		if tok != "" {
-			user, pass, ok := r.BasicAuth()
+		if tok != "" && !earlier {
 			if !ok || user != TokenUser || subtle.ConstantTimeCompare([]byte(pass), []byte(tok)) != 1 {
 				sw.Header().Set("WWW-Authenticate", `Basic realm="git"`)
 				http.Error(sw, "authentication required", http.StatusUnauthorized)
@@ -211,11 +214,29 @@ func (s *Server) URL() string { return "http://" + s.addr }
 // Addr is "127.0.0.1:PORT".
 func (s *Server) Addr() string { return s.addr }
 
-// SetToken changes the accepted token, e.g. to make a minted one "expire".
+// SetToken makes tok the only accepted token, e.g. to make a minted one
+// "expire".
 func (s *Server) SetToken(tok string) {
 	s.mu.Lock()
 	s.token = tok
+	s.also = nil
 	s.mu.Unlock()
+}
+
+// AcceptToken adds tok to the accepted tokens, keeping the ones accepted
+// before: GitHub's installation tokens each stay valid until they expire,
+// so a build whose token was minted before another build's still clones.
+func (s *Server) AcceptToken(tok string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == "" {
+		s.token = tok
+		return
+	}
+	if s.also == nil {
+		s.also = map[string]bool{}
+	}
+	s.also[tok] = true
 }
 
 // Requests returns a copy of every request seen so far.

@@ -91,6 +91,17 @@ func TestAuth(t *testing.T) {
 		t.Errorf("ls-remote with the old token succeeded: %s", out)
 	}
 	gitCLI(t, "", "ls-remote", r.CloneURL("ghs_new"))
+
+	// A token minted for another build leaves the earlier one valid, as
+	// GitHub's installation tokens are until they expire.
+	s.AcceptToken("ghs_newer")
+	gitCLI(t, "", "ls-remote", r.CloneURL("ghs_new"))
+	gitCLI(t, "", "ls-remote", r.CloneURL("ghs_newer"))
+	cmd = exec.Command("git", "ls-remote", r.CloneURL(tok))
+	cmd.Env = append(os.Environ(), gitEnv(t.TempDir())...)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("ls-remote with a token never accepted succeeded: %s", out)
+	}
 }
 
 func TestCommitAndClone(t *testing.T) {
