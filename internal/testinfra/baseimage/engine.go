@@ -2,15 +2,15 @@ package baseimage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
 )
 
 // Import makes each image on the engine at host under its stand-in name
@@ -63,7 +63,7 @@ func importOne(ctx context.Context, c *client.Client, img Image, opts Options) e
 		return err
 	}
 	defer res.Close()
-	if err := drain(res); err != nil {
+	if err := dockerd.ReadProgress(res); err != nil {
 		return err
 	}
 	got, err := c.ImageInspect(ctx, img.Name())
@@ -119,31 +119,6 @@ func Push(ctx context.Context, host, mirror, registryAuth string, imgs ...Image)
 		}
 	}
 	return nil
-}
-
-// drain reads a Docker progress stream and returns the first error in it;
-// a failed import is reported this way, with HTTP 200.
-func drain(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read progress: %w", err)
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-	}
 }
 
 // All is every stand-in the templates' tests use: debian, node, python and

@@ -74,7 +74,7 @@ func ImportBusybox(ctx context.Context, host, ref string) error {
 		return fmt.Errorf("import busybox: %w", err)
 	}
 	defer res.Close()
-	if err := readJSONStream(res); err != nil {
+	if err := ReadProgress(res); err != nil {
 		return fmt.Errorf("import busybox: %w", err)
 	}
 	// The daemon answers only after reading the whole tar, so a tar error
@@ -191,9 +191,9 @@ func writeRootfs(w io.Writer, bin []byte, applets []string) error {
 	return tw.Close()
 }
 
-// readJSONStream drains a Docker progress stream and returns the first
+// ReadProgress drains a Docker progress stream and returns the first
 // error message in it; a failed import is reported this way, with HTTP 200.
-func readJSONStream(r io.Reader) error {
+func ReadProgress(r io.Reader) error {
 	dec := json.NewDecoder(r)
 	for {
 		var m struct {
