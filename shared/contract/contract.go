@@ -48,19 +48,12 @@ type Env struct {
 	RepoOwner       string `env:"REPO_OWNER"`
 	RepoName        string `env:"REPO_NAME"`
 	DockerHost      string `env:"DOCKER_HOST"`
-	// BuildNetwork is the engine's network mode for RUN steps; empty means the
-	// daemon's default.
-	BuildNetwork string `env:"BUILD_NETWORK"`
-	// LogStreamInterval and BuildTimeout also accept a bare number of
-	// seconds ("5"), as the shell runner read them; BuildTimeout may come
-	// as service-cloud-api's AF_BUILD_TIMEOUT_SECONDS (see seconds.go).
-	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
-	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 	// Builder chooses the planner: auto, dockerfile, template or nixpacks.
 	Builder string `env:"BUILDER, default=auto"`
-	// TargetPlatform is the platform images are built for.
-	TargetPlatform string     `env:"TARGET_PLATFORM, default=linux/amd64"`
-	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
+	// RunnerDefaults are the variables an operator sets once for every
+	// build (timeouts, network, platform, base images): declared, with
+	// their defaults, in one place that dispatch's configuration embeds too.
+	RunnerDefaults
 	// BuildBackend is what builds and pushes the image: BackendDocker (the
 	// Engine API at DOCKER_HOST; empty means this) or BackendBuildKit (a
 	// buildkitd at BUILDKIT_HOST).
@@ -180,11 +173,12 @@ func (s skipLookuper) Lookup(key string) (string, bool) {
 // undecodable names the variable behind an envconfig decode error, which
 // starts with the Go field's name, and says what it should look like.
 func undecodable(err error) (string, string) {
-	t := reflect.TypeFor[Env]()
-	for i := range t.NumField() {
-		f := t.Field(i)
+	// envconfig prefixes the message with the path of Go field names
+	// ("RunnerDefaults: BuildTimeout: ..."); the leaf names the variable.
+	msg := err.Error()
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Env]()) {
 		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		if key == "" || !strings.HasPrefix(err.Error(), f.Name+":") {
+		if key == "" || !strings.HasPrefix(msg, f.Name+":") && !strings.Contains(msg, ": "+f.Name+":") {
 			continue
 		}
 		if f.Type == reflect.TypeFor[time.Duration]() {
@@ -244,12 +238,11 @@ func (e *Env) Normalize() error {
 	if e.RepoName != "" {
 		check("REPO_NAME", validate.RepoName(e.RepoName))
 	}
-	switch e.BuildNetwork {
-	case "", "default", "host", "none", "bridge":
-	default:
-		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
+	if e.Builder == "" {
+		e.Builder = validate.BuilderAuto
 	}
-	e.normalizePlanner(check)
+	check("BUILDER", validate.Builder(e.Builder))
+	e.RunnerDefaults.normalize(check)
 	switch e.BuildBackend {
 	case "", BackendDocker:
 	case BackendBuildKit:
@@ -277,13 +270,6 @@ func (e *Env) Normalize() error {
 	}
 	if e.CacheDefaultBranch != "" {
 		check("CACHE_DEFAULT_BRANCH", validate.BranchName(e.CacheDefaultBranch))
-	}
-	if e.LogStreamInterval < 500*time.Millisecond || e.LogStreamInterval > 5*time.Minute {
-		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
-	}
-	if e.BuildTimeout < 10*time.Second || e.BuildTimeout > MaxBuildTimeout {
-		check("BUILD_TIMEOUT", fmt.Errorf("must be between 10s and %v (the callback token expires %v after dispatch)",
-			MaxBuildTimeout, token.Lifetime))
 	}
 	if len(errs) > 0 {
 		return errs

@@ -108,27 +108,31 @@ func TestLoadCompleteEnv(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := contract.Env{
-		BuildJobID:        "clz9x8y7w0000abcd",
-		CallbackURL:       "https://api.example/internal/build-callback",
-		CallbackToken:     callbackToken,
-		RepoCloneURL:      cloneURL,
-		RepoRef:           sha,
-		ImageTag:          "ghcr.io/af/clz9x8y7w0000abcd--octo-hello:0123456789ab",
-		RegistryUser:      "af-bot",
-		RegistryToken:     registryToken,
-		RootDirectory:     "apps/web",                // cleaned
-		BuildCommand:      "npm ci && npm run build", // decoded, trailing newline dropped
-		StartCommand:      startCommand,              // decoded from URL-safe base64
-		RepoSourceURL:     "https://github.com/octo/hello",
-		RepoOwner:         "octo",
-		RepoName:          "hello",
-		DockerHost:        "tcp://localhost:2375",
-		BuildNetwork:      "host",
-		LogStreamInterval: 2 * time.Second,
-		BuildTimeout:      45 * time.Minute,
-		Builder:           "template",
-		TargetPlatform:    "linux/arm64",
-		BaseImages:        contract.BaseImages{Mirror: "127.0.0.1:5000/standin", Node: "af-standin/node:18-bookworm"},
+		BuildJobID:    "clz9x8y7w0000abcd",
+		CallbackURL:   "https://api.example/internal/build-callback",
+		CallbackToken: callbackToken,
+		RepoCloneURL:  cloneURL,
+		RepoRef:       sha,
+		ImageTag:      "ghcr.io/af/clz9x8y7w0000abcd--octo-hello:0123456789ab",
+		RegistryUser:  "af-bot",
+		RegistryToken: registryToken,
+		RootDirectory: "apps/web",                // cleaned
+		BuildCommand:  "npm ci && npm run build", // decoded, trailing newline dropped
+		StartCommand:  startCommand,              // decoded from URL-safe base64
+		RepoSourceURL: "https://github.com/octo/hello",
+		RepoOwner:     "octo",
+		RepoName:      "hello",
+		DockerHost:    "tcp://localhost:2375",
+		Builder:       "template",
+		RunnerDefaults: contract.RunnerDefaults{
+			BuildNetwork:      "host",
+			LogStreamInterval: 2 * time.Second,
+			BuildTimeout:      45 * time.Minute,
+			PlannerDefaults: contract.PlannerDefaults{
+				TargetPlatform: "linux/arm64",
+				BaseImages:     contract.BaseImages{Mirror: "127.0.0.1:5000/standin", Node: "af-standin/node:18-bookworm"},
+			},
+		},
 
 		BuildBackend:       "buildkit",
 		BuildkitHost:       "unix:///run/buildkit/buildkitd.sock",

@@ -2,8 +2,11 @@ package contract
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"time"
+
+	"github.com/alternatefutures/af-builder/shared/token"
 )
 
 // What the runner and the executors that start it must agree on, beyond the
@@ -44,10 +47,13 @@ var userSettings = []string{"ROOT_DIRECTORY", "BUILD_COMMAND", "BUILD_COMMAND_B6
 // settings, so a problem with it is the user's to fix.
 func IsUserSetting(name string) bool { return slices.Contains(userSettings, name) }
 
-// RunnerDefaults are the contract values dispatch gives every build unless
-// the request says otherwise. Dispatch's configuration embeds it, so the
-// variables and their defaults are declared here once and passed whole.
+// RunnerDefaults are the contract values an operator sets once for every
+// build. The runner's Env and dispatch's configuration both embed it, so
+// the variables and their defaults are declared here once and passed whole.
 type RunnerDefaults struct {
+	// LogStreamInterval and BuildTimeout also accept a bare number of
+	// seconds ("5"), as the shell runner read them; BuildTimeout may come
+	// as service-cloud-api's AF_BUILD_TIMEOUT_SECONDS (see seconds.go).
 	BuildTimeout      time.Duration `env:"BUILD_TIMEOUT, default=30m"`
 	LogStreamInterval time.Duration `env:"LOG_STREAM_INTERVAL, default=5s"`
 	// BuildNetwork is the engine's network mode for RUN steps; empty means
@@ -61,20 +67,35 @@ type RunnerDefaults struct {
 // BUILD_TIMEOUT in dispatch's configuration is refused at start-up rather
 // than failing every build.
 func (d RunnerDefaults) Validate() error {
-	e := Env{BuildTimeout: d.BuildTimeout, LogStreamInterval: d.LogStreamInterval, BuildNetwork: d.BuildNetwork}
-	var all Errors
-	if !errors.As(e.Normalize(), &all) {
-		return nil
+	return collect(d.normalize)
+}
+
+func (d *RunnerDefaults) normalize(check func(string, error)) {
+	switch d.BuildNetwork {
+	case "", "default", "host", "none", "bridge":
+	default:
+		check("BUILD_NETWORK", errors.New("must be one of default, host, none, bridge"))
 	}
-	var ours Errors
-	for _, fe := range all {
-		switch fe.Var {
-		case "BUILD_TIMEOUT", "LOG_STREAM_INTERVAL", "BUILD_NETWORK":
-			ours = append(ours, fe)
+	if d.LogStreamInterval < 500*time.Millisecond || d.LogStreamInterval > 5*time.Minute {
+		check("LOG_STREAM_INTERVAL", errors.New("must be between 500ms and 5m"))
+	}
+	if d.BuildTimeout < 10*time.Second || d.BuildTimeout > MaxBuildTimeout {
+		check("BUILD_TIMEOUT", fmt.Errorf("must be between 10s and %v (the callback token expires %v after dispatch)",
+			MaxBuildTimeout, token.Lifetime))
+	}
+	d.PlannerDefaults.normalize(check)
+}
+
+// collect runs a normalize step and returns what it found as Errors.
+func collect(normalize func(check func(string, error))) error {
+	var errs Errors
+	normalize(func(v string, err error) {
+		if err != nil {
+			errs = append(errs, &FieldError{Var: v, Err: err})
 		}
-	}
-	if len(ours) > 0 {
-		return ours
+	})
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }

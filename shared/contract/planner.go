@@ -24,31 +24,16 @@ type BaseImages struct {
 }
 
 // PlannerDefaults are the operator's settings for how every build plans:
-// the target platform and where template base images come from. Dispatch
-// reads them once and passes them whole into each build's Env.
+// the target platform and where template base images come from.
 type PlannerDefaults struct {
-	TargetPlatform string     `env:"TARGET_PLATFORM"`
+	// TargetPlatform is the platform images are built for.
+	TargetPlatform string     `env:"TARGET_PLATFORM, default=linux/amd64"`
 	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
 }
 
 // Validate checks the settings as Normalize would.
 func (d PlannerDefaults) Validate() error {
-	e := Env{TargetPlatform: d.TargetPlatform, BaseImages: d.BaseImages}
-	var errs Errors
-	e.normalizePlanner(func(v string, err error) {
-		if err != nil {
-			errs = append(errs, &FieldError{Var: v, Err: err})
-		}
-	})
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
-}
-
-// Apply sets d in e.
-func (d PlannerDefaults) Apply(e *Env) {
-	e.TargetPlatform, e.BaseImages = d.TargetPlatform, d.BaseImages
+	return collect(d.normalize)
 }
 
 // Overrides maps each language to its override, leaving out unset ones.
@@ -79,18 +64,15 @@ func (b BaseImages) vars() []Var {
 	}
 }
 
-// normalizePlanner checks BUILDER, TARGET_PLATFORM and the base images.
-func (e *Env) normalizePlanner(check func(string, error)) {
-	if e.Builder == "" {
-		e.Builder = validate.BuilderAuto
+// normalize checks TARGET_PLATFORM (empty means the default) and the base
+// images.
+func (d *PlannerDefaults) normalize(check func(string, error)) {
+	if d.TargetPlatform == "" {
+		d.TargetPlatform = validate.DefaultPlatform
 	}
-	check("BUILDER", validate.Builder(e.Builder))
-	if e.TargetPlatform == "" {
-		e.TargetPlatform = validate.DefaultPlatform
-	}
-	check("TARGET_PLATFORM", validate.Platform(e.TargetPlatform))
-	check("BASE_IMAGE_MIRROR", validate.ImagePrefix(e.BaseImages.Mirror))
-	for _, v := range e.BaseImages.vars()[1:] {
+	check("TARGET_PLATFORM", validate.Platform(d.TargetPlatform))
+	check("BASE_IMAGE_MIRROR", validate.ImagePrefix(d.BaseImages.Mirror))
+	for _, v := range d.BaseImages.vars()[1:] {
 		if v.Value != "" {
 			if err := validate.ImageRef(v.Value); err != nil {
 				check(v.Name, errors.New(err.Error()))

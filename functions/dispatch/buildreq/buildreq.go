@@ -239,12 +239,9 @@ func (r Request) Env(p Params) (contract.Env, error) {
 		StartCommandB64:        r.StartCommandB64,
 		RepoOwner:              r.RepoOwner,
 		RepoName:               r.RepoName,
-		BuildNetwork:           p.Runner.BuildNetwork,
-		LogStreamInterval:      p.Runner.LogStreamInterval,
-		BuildTimeout:           p.Runner.BuildTimeout,
 		Builder:                r.Builder,
+		RunnerDefaults:         p.Runner,
 	}
-	p.Runner.PlannerDefaults.Apply(&env)
 	// The registry layer cache is per branch (runner/cache).
 	env.CacheBranch, env.CacheDefaultBranch = r.Branch, r.DefaultBranch
 	var configErrs []error

@@ -73,16 +73,15 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) build(t *testing.T, id, serviceID, branch string) executor.Build {
 	env := contract.Env{
-		BuildJobID:        id,
-		CallbackURL:       f.sink.URL(),
-		CallbackToken:     token.Mint([]byte(callbackSecret), id, time.Now()),
-		RepoCloneURL:      "http://x-access-token:ghs_localExecutorTestToken@127.0.0.1:1/acme/app.git",
-		RepoRef:           "main",
-		ImageTag:          "127.0.0.1:5000/acme/app:" + id,
-		RegistryUser:      "push",
-		RegistryToken:     "registry-secret-for-local-test",
-		LogStreamInterval: time.Second,
-		BuildTimeout:      10 * time.Minute,
+		BuildJobID:     id,
+		CallbackURL:    f.sink.URL(),
+		CallbackToken:  token.Mint([]byte(callbackSecret), id, time.Now()),
+		RepoCloneURL:   "http://x-access-token:ghs_localExecutorTestToken@127.0.0.1:1/acme/app.git",
+		RepoRef:        "main",
+		ImageTag:       "127.0.0.1:5000/acme/app:" + id,
+		RegistryUser:   "push",
+		RegistryToken:  "registry-secret-for-local-test",
+		RunnerDefaults: contract.RunnerDefaults{LogStreamInterval: time.Second, BuildTimeout: 10 * time.Minute},
 	}
 	if err := env.Normalize(); err != nil {
 		t.Fatal(err)
