@@ -108,8 +108,10 @@ func lambdaHandler(h *api.Server, core *builds.Service, log *slog.Logger) func(c
 			return nil, fmt.Errorf("decode event: %w", err)
 		}
 		resp, err := adapter.Invoke(ctx, ev)
-		// A sandbox is frozen once the invocation returns: deliveries the
-		// relay still has in flight must end first (each is bounded).
+		// A sandbox is frozen once the invocation returns: a push's
+		// follow-ups and the deliveries the relay still has in flight must
+		// end first (each is bounded).
+		core.Wait()
 		for _, f := range afterInvoke {
 			f()
 		}
@@ -160,9 +162,10 @@ func runServe(ctx context.Context, args []string, env envconfig.Lookuper, stdout
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	// The reaper stops before the executor closes: Close stops runners,
-	// which then report themselves.
+	// The reaper and the pushes' follow-ups stop before the executor
+	// closes: Close stops runners, which then report themselves.
 	<-reaperDone
+	d.core.Wait()
 	for _, f := range onShutdown {
 		f()
 	}

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -288,19 +286,7 @@ func serveFromRegistry(t *testing.T, ref string) string {
 func assertNoSecretInBlobs(t *testing.T) {
 	t.Helper()
 	found, blobs := false, 0
-	err := filepath.WalkDir(filepath.Join(env.registryDir, "docker/registry/v2/blobs"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "data" {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if zr, zerr := gzip.NewReader(bytes.NewReader(b)); zerr == nil {
-			if raw, rerr := io.ReadAll(zr); rerr == nil {
-				b = raw
-			}
-		}
+	err := env.registry.StoredBlobs(func(p string, b []byte) error {
 		blobs++
 		found = found || bytes.Contains(b, []byte("tiny-template 2.1.0"))
 		for name, v := range secretValues() {

@@ -34,10 +34,8 @@ var env struct {
 	binDir    string // holds the nixpacks stand-in, named nixpacks
 	daemon    *dockerd.Daemon
 	registry  *registry.Registry
-	// registryDir is the registry's storage, scanned blob by blob for secrets.
-	registryDir string
-	git         *gitserver.Server
-	sink        *callbacksink.Sink
+	git       *gitserver.Server
+	sink      *callbacksink.Sink
 }
 
 func TestMain(m *testing.M) {
@@ -67,7 +65,6 @@ func setUp(m *testing.M) (int, error) {
 	defer os.RemoveAll(tmp)
 
 	env.binDir = filepath.Join(tmp, "bin")
-	env.registryDir = filepath.Join(tmp, "registry")
 	env.runnerBin = filepath.Join(env.binDir, "runner")
 	for out, pkg := range map[string]string{
 		env.runnerBin:                         "github.com/alternatefutures/af-builder/runner",
@@ -95,7 +92,7 @@ func setUp(m *testing.M) (int, error) {
 	if err := dockerd.ImportBusybox(ctx, env.daemon.Host(), baseImage); err != nil {
 		return 0, err
 	}
-	if env.registry, err = registry.Start(svc, registry.Options{User: "af-push", Password: registryPass, Dir: env.registryDir}); err != nil {
+	if env.registry, err = registry.Start(svc, registry.Options{User: "af-push", Password: registryPass}); err != nil {
 		return 0, err
 	}
 	defer env.registry.Stop()

@@ -23,9 +23,9 @@ func TestBuilderSuite(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h := buildertest.Harness{RegistryDir: t.TempDir()}
+	h := buildertest.Harness{}
 	var err error
-	if h.Registry, err = registry.Start(ctx, registry.Options{Dir: h.RegistryDir}); err != nil {
+	if h.Registry, err = registry.Start(ctx, registry.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Registry.Stop() })

@@ -218,15 +218,20 @@ func (b *tbuild) startCommand(own string) string {
 
 // buildStep runs BUILD_COMMAND when set, else the template's own build
 // (none when own is empty).
-func (b *tbuild) buildStep(own string, mounts ...cache) {
+func (b *tbuild) buildStep(own string, mounts ...cache) { b.buildStepAfter("", own, mounts...) }
+
+// buildStepAfter is buildStep with prelude, a line of the template's own
+// shell ending in "; ", run first in the same step (so what it exports
+// reaches the build command, the user's included).
+func (b *tbuild) buildStepAfter(prelude, own string, mounts ...cache) {
 	if b.src.BuildCommand != "" {
 		b.rec.Build = b.src.BuildCommand
-		b.df.runUser(b.src.BuildCommand, mounts...)
+		b.df.runUser(prelude+b.src.BuildCommand, mounts...)
 		return
 	}
 	if own != "" {
 		b.rec.Build = own
-		b.df.run(own, mounts...)
+		b.df.run(prelude+own, mounts...)
 	}
 }
 

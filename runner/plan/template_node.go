@@ -184,12 +184,15 @@ func (b *tbuild) node() error {
 		df.line("FROM deps AS build")
 		df.copy("", []string{"."}, "./")
 		df.env("NODE_ENV", "production")
-		buildMounts := mounts
+		buildMounts, prelude := mounts, ""
 		if d.Framework == "next" {
 			buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
 			df.env("NEXT_TELEMETRY_DISABLED", "1")
+			prelude = nextServerActionsKey
+			df.line("# Next.js makes a new Server Actions key in every container build, which")
+			df.line("# voids its webpack cache: keep one key in the cache mount, as it does elsewhere.")
 		}
-		b.buildStep(buildCmd, buildMounts...)
+		b.buildStepAfter(prelude, buildCmd, buildMounts...)
 		if prod != "" {
 			// The runtime gets production dependencies from their own stage.
 			df.run("rm -rf node_modules")
@@ -228,6 +231,18 @@ func (b *tbuild) node() error {
 	b.start(start)
 	return nil
 }
+
+// nextServerActionsKey keeps next build's webpack cache alive between
+// container builds. Next.js salts the cache's version with its Server
+// Actions encryption key, and in a container (where it assumes nothing
+// persists) it makes a new key for every build instead of keeping it in
+// .next/cache as it does elsewhere: the cache mount would be restored and
+// thrown away every time (measured: a warm compile as slow as a cold one).
+// The key is kept in the cache mount, as next build keeps it outside
+// containers; one set for the build wins. It is no platform secret: next
+// build writes it into its output either way.
+const nextServerActionsKey = `k=.next/cache/af-server-actions-key; [ -s "$k" ] || head -c 32 /dev/urandom | base64 > "$k"; ` +
+	`export NEXT_SERVER_ACTIONS_ENCRYPTION_KEY="${NEXT_SERVER_ACTIONS_ENCRYPTION_KEY:-$(cat "$k")}"; `
 
 // nodeDeps writes a stage that installs dependencies from the lockfile.
 func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install string, mounts []cache) {

@@ -3,8 +3,10 @@ package plan
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -639,5 +641,78 @@ func TestRequirementsNamingTheRepositoryInstallAfterTheSource(t *testing.T) {
 	}
 	if sourceAt < 0 || installAt < sourceAt {
 		t.Errorf("pip install at %d, source copied at %d: want the install after the source\n%s", installAt, sourceAt, rec.Dockerfile)
+	}
+}
+
+// Next.js salts its webpack cache with its Server Actions key and, in a
+// container, makes a new key every build: the Next build step must keep one
+// key per cache mount, or the restored cache is thrown away. The step is
+// run here by a real shell, with an npm on PATH that reports the key next
+// build would see.
+func TestNextBuildKeepsOneServerActionsKeyPerCacheMount(t *testing.T) {
+	for _, userBuild := range []string{"", "npm run build -- --no-lint"} {
+		src := detected(t, "next")
+		src.BuildCommand = userBuild
+		rec, err := Template{}.Recipe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build, ok := parse(t, rec.Dockerfile).stage("build")
+		if !ok {
+			t.Fatal("no build stage")
+		}
+		var step *instructions.RunCommand
+		for _, r := range runs(build) {
+			for _, m := range cacheMounts(r) {
+				if m.Target == "/app/.next/cache" {
+					step = r
+				}
+			}
+		}
+		if step == nil {
+			t.Fatalf("no build step with the .next/cache mount:\n%s", rec.Dockerfile)
+		}
+		argv := step.CmdLine
+		if step.PrependShell {
+			argv = append([]string{"/bin/sh", "-c"}, strings.Join(argv, " "))
+		}
+
+		bin := t.TempDir()
+		npm := "#!/bin/sh\necho \"$NEXT_SERVER_ACTIONS_ENCRYPTION_KEY\" >> keys\n"
+		if err := os.WriteFile(filepath.Join(bin, "npm"), []byte(npm), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		keysAfter := func(app string, builds int, env ...string) []string {
+			if err := os.MkdirAll(filepath.Join(app, ".next", "cache"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for range builds {
+				cmd := exec.Command(argv[0], argv[1:]...)
+				cmd.Dir = app
+				cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin"}, env...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("build step failed: %v\n%s", err, out)
+				}
+			}
+			raw, err := os.ReadFile(filepath.Join(app, "keys"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Fields(string(raw))
+		}
+
+		one := keysAfter(t.TempDir(), 2)
+		if len(one) != 2 || one[0] != one[1] {
+			t.Fatalf("BUILD_COMMAND %q: two builds on one cache mount saw keys %q, want one key twice", userBuild, one)
+		}
+		if k, err := base64.StdEncoding.DecodeString(one[0]); err != nil || len(k) != 32 {
+			t.Errorf("key %q is not a base64 AES-256 key (%v)", one[0], err)
+		}
+		if other := keysAfter(t.TempDir(), 1); other[0] == one[0] {
+			t.Errorf("a new cache mount reused key %q", other[0])
+		}
+		if own := keysAfter(t.TempDir(), 1, "NEXT_SERVER_ACTIONS_ENCRYPTION_KEY=set-by-the-build"); own[0] != "set-by-the-build" {
+			t.Errorf("a key set for the build was replaced by %q", own[0])
+		}
 	}
 }

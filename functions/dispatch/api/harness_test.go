@@ -221,8 +221,19 @@ func (h *harness) do(req *http.Request) response {
 	return response{Code: resp.StatusCode, Body: body}
 }
 
-// deliver sends a push as GitHub would.
+// deliver sends a push as GitHub would, then waits for the work the push
+// left running after its answer (superseding, closing reserved builds),
+// so that a test sees all of the push's effects.
 func (h *harness) deliver(event, delivery string, body []byte) response {
+	h.t.Helper()
+	resp := h.answer(event, delivery, body)
+	h.core.Wait()
+	return resp
+}
+
+// answer sends a push as GitHub would and returns as soon as it is
+// answered.
+func (h *harness) answer(event, delivery string, body []byte) response {
 	h.t.Helper()
 	req := webhooktest.Request(h.url+"/webhooks/github", event, delivery, body, webhookSecret)
 	return h.do(req)

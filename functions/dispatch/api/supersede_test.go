@@ -43,6 +43,33 @@ func TestANewerPushSupersedesTheOlderBuildOfTheSameServiceAndBranch(t *testing.T
 	}
 }
 
+// Superseding waits on service-cloud-api (the CANCELED goes first) and on
+// the API server; GitHub's answer must not. With a platform slower than the
+// whole request budget, the push is still answered, and the older build
+// is still canceled, after the answer.
+func TestSupersedeRunsAfterTheAnswerAndOutlastsTheRequestBudget(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{webhookBudget: 2 * time.Second, callbackTimeout: 10 * time.Second})
+	older := buildsByService(t, h.deliver("push", "delivery-older", webPush(commitA)))["web"]
+	h.sink.SetDelay(3 * time.Second) // every callback answered after the budget
+	r := h.answer("push", "delivery-newer", webPush(commitB))
+	newer := buildsByService(t, r)["web"]
+	if r.Code != http.StatusAccepted || newer.Status != "queued" {
+		t.Fatalf("newer push answered %d %+v", r.Code, newer)
+	}
+	if _, done := h.sink.Terminal(older.BuildJobID); done {
+		t.Errorf("the push was answered after the older build's CANCELED; it must not wait for it")
+	}
+	h.core.Wait()
+	final, ok := h.sink.Terminal(older.BuildJobID)
+	if !ok || final.Status != "CANCELED" || !final.Accepted() {
+		t.Errorf("older build's final callback = %+v (ok %v), want an accepted CANCELED", final, ok)
+	}
+	if ids := buildIDs(h.jobs()); len(ids) != 1 || ids[0] != newer.BuildJobID {
+		t.Errorf("jobs = %v, want only the newer build", ids)
+	}
+}
+
 // GitHub does not promise delivery order, and a redelivery can come much
 // later: the push's own time decides which build is newer.
 func TestAnOlderPushDeliveredLateIsItselfSuperseded(t *testing.T) {

@@ -49,8 +49,11 @@ type Config struct {
 	// Supersede cancels older unfinished builds of a service and branch.
 	Supersede bool
 	// CallbackTimeout bounds one report dispatch sends itself, retries
-	// included: it is sent while a caller (GitHub, the API, Lambda) waits.
+	// included: a cancel on request sends it while the caller waits.
 	CallbackTimeout time.Duration
+	// FollowUpTimeout bounds the work a push leaves running after its
+	// answer (superseding, closing reserved builds); 30 s when zero.
+	FollowUpTimeout time.Duration
 	// ReplayRetention is how long dispatched builds are remembered
 	// (REPLAY_RETENTION); replay.Retention when zero.
 	ReplayRetention time.Duration
@@ -82,12 +85,17 @@ type Service struct {
 	// superseding keeps supersedes of one service and branch from
 	// overlapping.
 	superseding groups
+	// followUps counts the pushes' background work still running.
+	followUps sync.WaitGroup
 }
 
 // New returns the core. Nothing is contacted until a call needs it.
 func New(cfg Config, d Deps) *Service {
 	if cfg.CallbackTimeout <= 0 {
 		cfg.CallbackTimeout = 4 * time.Second
+	}
+	if cfg.FollowUpTimeout <= 0 {
+		cfg.FollowUpTimeout = 30 * time.Second
 	}
 	s := &Service{cfg: cfg, exec: d.Executor, gh: d.GitHub, subs: d.Subscriptions, mem: d.Memory, log: d.Logger, now: d.Now}
 	if s.log == nil {

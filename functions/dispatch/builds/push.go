@@ -50,12 +50,12 @@ type PushResult struct {
 var ErrLookup = errors.New("could not look up the services tracking this branch")
 
 // HandlePush starts (or finds) the build of every service that tracks the
-// push's branch and that the push touches, then posts the callbacks that
-// follow (closing reserved builds it will not build, superseding older
-// builds). Every build is submitted before any callback is posted: each
-// callback can wait the whole callback timeout on a slow
-// service-cloud-api, and must not spend the time a later service needs to
-// start. ctx bounds all of it.
+// push's branch and that the push touches, and returns what it started.
+// The callbacks that follow (closing reserved builds it will not build,
+// superseding older builds) run after it returns, in the background (see
+// Wait): each can wait the whole callback timeout on a slow
+// service-cloud-api, and GitHub's answer must not wait for them. ctx
+// bounds the starting; the follow-ups get FollowUpTimeout of their own.
 func (s *Service) HandlePush(ctx context.Context, p webhook.Push) (PushResult, error) {
 	log := s.logger(ctx)
 	services, err := s.subs.Lookup(ctx, subscriptions.PushKey{
@@ -72,7 +72,7 @@ func (s *Service) HandlePush(ctx context.Context, p webhook.Push) (PushResult, e
 	}
 	out := PushResult{Tracked: len(services) > 0}
 	tokens := newRepoTokens(s.gh)
-	var followUps []func()
+	var followUps []func(context.Context)
 	for _, svc := range services {
 		b, then := s.pushBuild(ctx, p, svc, tokens)
 		out.Builds = append(out.Builds, b)
@@ -83,16 +83,40 @@ func (s *Service) HandlePush(ctx context.Context, p webhook.Push) (PushResult, e
 			followUps = append(followUps, then)
 		}
 	}
-	for _, f := range followUps {
-		f()
-	}
+	s.later(ctx, followUps)
 	return out, nil
 }
+
+// later runs fs one after the other in the background, on a context that
+// keeps ctx's values (the request's logger) but not its deadline, bounded
+// by FollowUpTimeout. What they do not finish, the reaper's round
+// reconciles (supersede) or nobody needs (a reserved build's close is
+// best effort, as before).
+func (s *Service) later(ctx context.Context, fs []func(context.Context)) {
+	if len(fs) == 0 {
+		return
+	}
+	s.followUps.Add(1)
+	go func() {
+		defer s.followUps.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FollowUpTimeout)
+		defer cancel()
+		for _, f := range fs {
+			f(ctx)
+		}
+	}()
+}
+
+// Wait blocks until every follow-up HandlePush left running has ended
+// (each is bounded by FollowUpTimeout). The serve loop calls it on
+// shutdown; under Lambda it runs before an invocation returns, since a
+// frozen sandbox would stall them.
+func (s *Service) Wait() { s.followUps.Wait() }
 
 // pushBuild starts (or finds) one service's build for a push. The callback
 // work that follows from it is returned for the caller to run once every
 // service's build has been submitted.
-func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptions.Service, tokens *repoTokens) (PushBuild, func()) {
+func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptions.Service, tokens *repoTokens) (PushBuild, func(context.Context)) {
 	log := s.logger(ctx).With("service", svc.ServiceID)
 	id := svc.BuildJobID
 	reserved := id != ""
@@ -104,12 +128,12 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 	if err := svc.Validate(); err != nil {
 		out.Status, out.Reason = PushInvalid, err.Error()
 		log.Warn("service not built: invalid configuration", "build", id, "err", err)
-		return out, s.closeReserved(ctx, reserved, id, callback.Failed, "build configuration is invalid: "+err.Error())
+		return out, s.closeReserved(reserved, id, callback.Failed, "build configuration is invalid: "+err.Error())
 	}
 	if ok, why := svc.Touches(p.Changed, p.ChangesKnown); !ok {
 		out.Status, out.Reason = PushSkipped, why
 		log.Info("service skipped", "build", id, "reason", why)
-		return out, s.closeReserved(ctx, reserved, id, callback.Canceled, "skipped: "+why)
+		return out, s.closeReserved(reserved, id, callback.Canceled, "skipped: "+why)
 	}
 
 	req := buildreq.Request{
@@ -153,11 +177,11 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 			// The request's fields are not the service's to fix.
 			out.Fields = nil
 		}
-		return out, s.closeReserved(ctx, reserved, id, callback.Failed, pr.Message)
+		return out, s.closeReserved(reserved, id, callback.Failed, pr.Message)
 	}
 	out.Status, out.JobName, out.Namespace = PushQueued, h.Name, h.Namespace
 	if h.Created && s.cfg.Supersede {
-		return out, func() { s.supersede(ctx, id, svc.ServiceID, p.Branch, "") }
+		return out, func(ctx context.Context) { s.supersede(ctx, id, svc.ServiceID, p.Branch, "") }
 	}
 	return out, nil
 }
@@ -166,11 +190,11 @@ func (s *Service) pushBuild(ctx context.Context, p webhook.Push, svc subscriptio
 // created for this push, and that dispatch will not build, its terminal
 // status, so it does not stay queued forever; nil for builds from the
 // static file, which have no such row.
-func (s *Service) closeReserved(ctx context.Context, reserved bool, id string, status callback.Status, reason string) func() {
+func (s *Service) closeReserved(reserved bool, id string, status callback.Status, reason string) func(context.Context) {
 	if !reserved {
 		return nil
 	}
-	return func() {
+	return func(ctx context.Context) {
 		if err := s.report(ctx, id, status, "", reason, ""); err != nil {
 			s.logger(ctx).Warn("could not report an unbuilt build", "build", id, "status", status, "err", err)
 		}
@@ -181,8 +205,8 @@ func (s *Service) closeReserved(ctx context.Context, reserved bool, id string, s
 // The executor lists them oldest first by push time, so a push delivered
 // late (or redelivered) lands in its real place: the builds before the new
 // one are canceled; if a newer one is already building, the new one is.
-// It runs on what is left of the caller's time; what it cannot do, the
-// reaper's next round does (Reap reconciles every branch).
+// It runs after the push is answered, within FollowUpTimeout; what it
+// cannot do, the reaper's next round does (Reap reconciles every branch).
 //
 // Within one dispatch, supersedes of one service and branch do not overlap:
 // a burst of pushes to a branch would otherwise each list, and each cancel,

@@ -51,6 +51,7 @@ type Registry struct {
 	user     string
 	password string
 	dir      string
+	storage  string
 	logPath  string
 	proc     *child.Process
 	http     *http.Client
@@ -105,6 +106,7 @@ func Start(ctx context.Context, opts Options) (*Registry, error) {
 	if storage == "" {
 		storage = filepath.Join(dir, "storage")
 	}
+	r.storage = storage
 	if err := os.MkdirAll(storage, 0o755); err != nil {
 		return nil, fmt.Errorf("start registry: %w", err)
 	}

@@ -6,12 +6,10 @@ package buildertest
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,10 +27,9 @@ type Harness struct {
 	// store (a new builder pod), stopped when t ends, which can pull
 	// BaseImage.
 	NewBuilder func(t *testing.T) builder.Builder
-	// Registry is where images and caches go; RegistryDir is its storage
-	// root, read to check what was pushed byte by byte.
-	Registry    *registry.Registry
-	RegistryDir string
+	// Registry is where images and caches go; its storage is read to
+	// check what was pushed byte by byte.
+	Registry *registry.Registry
 	// Other is a second registry whose credentials the builds do not have:
 	// it refuses their pushes.
 	Other *registry.Registry
@@ -388,19 +385,7 @@ func refusedCacheExport(t *testing.T, h Harness) {
 // be found, or the scan proves nothing.
 func noSecretInBlobs(t *testing.T, h Harness) {
 	blobs, found := 0, false
-	err := filepath.WalkDir(filepath.Join(h.RegistryDir, "docker/registry/v2/blobs"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "data" {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if zr, zerr := gzip.NewReader(bytes.NewReader(b)); zerr == nil {
-			if raw, rerr := io.ReadAll(zr); rerr == nil {
-				b = raw
-			}
-		}
+	err := h.Registry.StoredBlobs(func(p string, b []byte) error {
 		blobs++
 		if bytes.Contains(b, []byte("left-pad@1.3.0")) {
 			found = true
