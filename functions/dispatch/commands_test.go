@@ -126,6 +126,7 @@ func TestDryRunPrintsTheJobForAPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	d.core.Wait() // the push's supersede logs after the answer
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("answer %d; logs:\n%s", resp.StatusCode, stderr.String())
 	}

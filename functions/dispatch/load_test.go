@@ -52,7 +52,18 @@ func BenchmarkDispatchLoad(b *testing.B) {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	d, err := newDispatch(context.Background(), envconfig.MapLookuper(env), io.Discard, io.Discard)
+	// DISPATCH_BENCH_LOG names a file for dispatch's own log (with
+	// DISPATCH_BENCH_ENV="LOG_LEVEL=warn", say, to see why answers failed).
+	var logTo io.Writer = io.Discard
+	if p := os.Getenv("DISPATCH_BENCH_LOG"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		logTo = f
+	}
+	d, err := newDispatch(context.Background(), envconfig.MapLookuper(env), io.Discard, logTo)
 	if err != nil {
 		b.Fatal(err)
 	}

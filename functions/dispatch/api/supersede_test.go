@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/alternatefutures/af-builder/functions/dispatch/webhook/webhooktest"
 )
 
@@ -143,5 +146,43 @@ func TestSupersedeCanBeTurnedOff(t *testing.T) {
 	}
 	if n := len(h.sink.Received()); n != 0 {
 		t.Errorf("%d callbacks", n)
+	}
+}
+
+// GitHub redelivers a push whose build a newer push superseded while the
+// old Job is still being deleted (a finalizer holds it here, as a slow
+// garbage collector would): the redelivery is answered 202 from the record
+// of the cancel, not 503, and nothing is built again.
+func TestARedeliveryOfASupersededBuildWhileItsJobGoesAwayIsAnsweredFromItsRecord(t *testing.T) {
+	t.Parallel()
+	h := start(t, options{})
+	older := buildsByService(t, h.deliver("push", "delivery-older", webPush(commitA)))["web"]
+	job := h.job(older.BuildJobID)
+	if job == nil {
+		t.Fatal("no job for the older build")
+	}
+	ctx := context.Background()
+	hold := []byte(`{"metadata":{"finalizers":["af-builder.test/hold"]}}`)
+	if _, err := h.kube.BatchV1().Jobs(h.ns).Patch(ctx, job.Name, types.MergePatchType, hold, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = h.kube.BatchV1().Jobs(h.ns).Patch(context.Background(), job.Name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	h.deliver("push", "delivery-newer", webPush(commitB))
+	if j := h.job(older.BuildJobID); j == nil || j.DeletionTimestamp == nil {
+		t.Fatalf("the older build's Job is not being deleted: %+v", j)
+	}
+
+	r := h.deliver("push", "delivery-older", webPush(commitA))
+	again := buildsByService(t, r)["web"]
+	if r.Code != http.StatusAccepted || again.BuildJobID != older.BuildJobID || again.Status != "queued" {
+		t.Errorf("redelivery answered %d %+v, want 202 for the same build", r.Code, again)
+	}
+	if !strings.Contains(again.Reason, "canceled") {
+		t.Errorf("redelivery reason %q does not say the build was canceled", again.Reason)
+	}
+	if got := len(h.jobs()); got != 2 {
+		t.Errorf("%d jobs after the redelivery, want 2 (the newer build and the one going away)", got)
 	}
 }

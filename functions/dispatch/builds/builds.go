@@ -136,8 +136,9 @@ const (
 	// Conflict: the id names another build, dispatched with a different
 	// request.
 	Conflict
-	// Known: the build was dispatched before and its Job is gone; nothing
-	// was created again (Problem.Known holds its last known state).
+	// Known: the build was dispatched before and was canceled or its Job
+	// is gone; nothing was created again (Problem.Known holds its last
+	// known state).
 	Known
 )
 
@@ -235,6 +236,14 @@ func (s *Service) start(ctx context.Context, req buildreq.Request, trigger strin
 		return executor.Handle{}, fmt.Errorf("build %s: %w", req.BuildJobID, err)
 	}
 	h, err := s.exec.Submit(ctx, req.Build(env, trigger))
+	if errors.Is(err, executor.ErrGone) {
+		// Canceled (superseded, most often) while this request submitted
+		// it: answered as a repeat of a canceled build is.
+		var known *replay.KnownError
+		if _, rerr := s.recall(ctx, req, env); errors.As(rerr, &known) {
+			return h, rerr
+		}
+	}
 	if err != nil {
 		return h, fmt.Errorf("submit build %s: %w", req.BuildJobID, err)
 	}
@@ -296,15 +305,20 @@ func (s *Service) Cancel(ctx context.Context, id, callbackBase string) (Canceled
 // terminal status it receives, so ours must already be there. A failed
 // report does not stop the cancel (a build nobody wants must not keep
 // running); it is returned for the caller to show.
+//
+// The build is remembered as canceled before its Job is deleted: a repeat
+// of its request (a redelivery) arriving while the Job is going away is
+// then answered from the record, instead of finding a Job that cannot be
+// built on and asking to retry.
 func (s *Service) cancel(ctx context.Context, id, reason, callbackBase string) (callbackErr, err error) {
 	callbackErr = s.report(ctx, id, callback.Canceled, "", reason, callbackBase)
 	if callbackErr != nil {
 		s.logger(ctx).Warn("CANCELED callback failed", "build", id, "err", callbackErr)
 	}
+	s.rememberState(ctx, id, replay.StateCanceled)
 	if err := s.exec.Cancel(ctx, id); err != nil {
 		return callbackErr, err
 	}
-	s.rememberState(ctx, id, replay.StateCanceled)
 	return callbackErr, nil
 }
 

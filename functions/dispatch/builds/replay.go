@@ -14,8 +14,8 @@ import (
 // recall looks the build up in the replay memory before anything is
 // minted or submitted. It claims a record for a build never seen (fresh),
 // refuses a known id sent with a different request (*replay.ConflictError),
-// and for a known build whose Job is gone returns *replay.KnownError, so
-// that nothing is created again. A known build whose Job still exists goes
+// and for a known build that was canceled or whose Job is gone returns
+// *replay.KnownError, so that nothing is created again. A known build whose Job still exists goes
 // on to Submit, which finds it.
 func (s *Service) recall(ctx context.Context, req buildreq.Request, env contract.Env) (fresh bool, err error) {
 	if s.mem == nil {
@@ -47,6 +47,9 @@ func (s *Service) recall(ctx context.Context, req buildreq.Request, env contract
 	case rec.State == replay.StateAccepted:
 		// Claimed before, but its submission was never confirmed.
 		return true, nil
+	case rec.State == replay.StateCanceled:
+		// Over, whether or not its Job is still being deleted.
+		return false, &replay.KnownError{Record: rec}
 	}
 	st, err := s.exec.Status(ctx, req.BuildJobID)
 	if err != nil {

@@ -55,6 +55,11 @@ const (
 // ErrNotFound is returned by Cancel for an unknown build.
 var ErrNotFound = errors.New("build not found")
 
+// ErrGone is returned by Submit when the build's Job was deleted (a cancel
+// or a supersede, usually) while this Submit was creating or finding it.
+// Whoever deleted it decided the build's fate; nothing is created again.
+var ErrGone = errors.New("the build was deleted while it was being submitted")
+
 // Executor runs builds. Submit must be idempotent on Env.BuildJobID.
 type Executor interface {
 	Submit(ctx context.Context, b Build) (Handle, error)

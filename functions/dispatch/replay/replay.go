@@ -93,7 +93,7 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 type KnownError struct{ Record Record }
 
 func (e *KnownError) Error() string {
-	return "build " + e.Record.BuildJobID + " was already dispatched (last known state " + e.Record.State + "); its Job is gone"
+	return "build " + e.Record.BuildJobID + " was already dispatched (last known state " + e.Record.State + "); it is not built again"
 }
 
 // Fingerprint identifies a request by the values that decide what is

@@ -92,6 +92,9 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 		h.Created = true
 	case apierrors.IsAlreadyExists(err):
 		existing, gerr := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(gerr) {
+			return h, fmt.Errorf("build %s: job %s: %w", id, job.Name, executor.ErrGone)
+		}
 		if gerr != nil {
 			return h, fmt.Errorf("build %s: read existing job %s: %w", id, job.Name, gerr)
 		}
@@ -101,7 +104,7 @@ func (e *Executor) Submit(ctx context.Context, b executor.Build) (executor.Handl
 			return h, fmt.Errorf("build %s: job %s belongs to build %q", id, job.Name, got)
 		}
 		if existing.DeletionTimestamp != nil {
-			return h, fmt.Errorf("build %s: job %s is being deleted (canceled); retry later", id, job.Name)
+			return h, fmt.Errorf("build %s: job %s is being deleted: %w", id, job.Name, executor.ErrGone)
 		}
 		if !suspended(existing) {
 			// Released, so its Secret was stored; one read makes sure it
@@ -174,6 +177,9 @@ func (e *Executor) release(ctx context.Context, job *batchv1.Job) error {
 		return err
 	}
 	_, err = e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("release job %s: %w", job.Name, executor.ErrGone)
+	}
 	if err != nil {
 		return fmt.Errorf("release job %s: %w", job.Name, err)
 	}

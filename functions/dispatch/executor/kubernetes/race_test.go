@@ -10,9 +10,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 )
 
@@ -190,4 +192,76 @@ func TestAFailingSubmitAnswersWithinItsDeadline(t *testing.T) {
 		t.Errorf("Submit answered after %s, past its %s deadline", took.Round(time.Millisecond), budget)
 	}
 	ex.Wait()
+}
+
+// A supersede (or a cancel) can delete a build's Job while another request
+// is still submitting it: between the create and the release, or between a
+// duplicate's create and its read. Either Submit says the build is gone
+// (executor.ErrGone), so the core answers from its record of the cancel
+// instead of asking the caller to retry, and nothing is created again.
+func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
+	t.Parallel()
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	cfg := sampleConfig()
+	cfg.Namespace = ns
+	name := JobName(sampleBuild().Env.BuildJobID)
+	deleteJob := func() {
+		policy := metav1.DeletePropagationBackground
+		if err := env.Kube.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil {
+			t.Errorf("delete the job: %v", err)
+		}
+	}
+
+	// Deleted between the create and the release.
+	rc := rest.CopyConfig(env.Config)
+	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPatch && strings.HasSuffix(req.URL.Path, "/jobs/"+name) {
+				deleteJob()
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	kube, err := k8s.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator, err := New(kube, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := creator.Submit(ctx, sampleBuild()); !errors.Is(err, executor.ErrGone) {
+		t.Errorf("Submit of a build deleted before its release = %v, want ErrGone", err)
+	}
+	creator.Wait()
+
+	// A duplicate that finds the Job while it is being deleted (a
+	// finalizer holds it there).
+	plain, err := New(env.Kube, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Submit(ctx, sampleBuild()); err != nil {
+		t.Fatal(err)
+	}
+	hold := `{"metadata":{"finalizers":["af-builder.test/hold"]}}`
+	if _, err := env.Kube.BatchV1().Jobs(ns).Patch(ctx, name, types.MergePatchType, []byte(hold), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = env.Kube.BatchV1().Jobs(ns).Patch(context.Background(), name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	deleteJob()
+	if _, err := plain.Submit(ctx, sampleBuild()); !errors.Is(err, executor.ErrGone) {
+		t.Errorf("Submit of a build whose Job is being deleted = %v, want ErrGone", err)
+	}
+	jobs, err := env.Kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != 1 || jobs.Items[0].DeletionTimestamp == nil {
+		t.Errorf("jobs after the Submits: %d (want only the one being deleted)", len(jobs.Items))
+	}
 }
