@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/alternatefutures/af-builder/runner/failure"
 	"github.com/alternatefutures/af-builder/shared/redact"
@@ -37,9 +40,15 @@ func Checkout(ctx context.Context, cloneURL, ref, dir string) (Result, error) {
 	if err != nil {
 		return Result{}, failure.Wrap(failure.User, "REPO_CLONE_URL is not a valid URL", nil)
 	}
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
+	// .git is made as git init makes it; objects then go through packStore.
+	if _, err := git.PlainInit(dir, false); err != nil {
 		return Result{}, failure.Wrap(failure.Infrastructure, "cannot create the work tree", err)
+	}
+	gitDir := filepath.Join(dir, git.GitDirName)
+	store := newPackStore(filesystem.NewStorage(osfs.New(gitDir), cache.NewObjectLRUDefault()), gitDir)
+	repo, err := git.Open(store, osfs.New(dir))
+	if err != nil {
+		return Result{}, failure.Wrap(failure.Infrastructure, "cannot open the work tree", err)
 	}
 	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{remoteURL}}); err != nil {
 		return Result{}, failure.Wrap(failure.Infrastructure, "cannot configure the remote", err)
