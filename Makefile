@@ -95,13 +95,16 @@ bench-dispatch:
 
 # Each real app (Express, Go, Flask, the default create-next-app project)
 # built by its template through the runner: cold on a fresh dockerd, then warm
-# with one source file changed; prints cold, warm, ratio and image size. Needs
-# root and the network to the npm registry and Go module proxy. APPS=nextjs
-# picks some; the Markdown table is left in bin/bench-build.md.
-bench-build: deps
+# with one source file changed; prints cold, warm, ratio and image size, and
+# each backend on a new builder with the registry cache. Then the runner
+# against the raw git + docker pipeline (bench-overhead). Needs root and the
+# network to the npm registry and Go module proxy. APPS=nextjs picks some;
+# the Markdown table is left in bin/bench-build.md.
+bench-build: deps build
 	@mkdir -p $(BIN)
 	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
 		$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md
+	$(GO) run ./internal/bench/overhead -runner $(BIN)/runner -n $(or $(BENCH_RUNS),5)
 
 # dispatch as a Lambda `bootstrap` zip for provided.al2023, arm64 and amd64.
 lambda:
