@@ -31,11 +31,6 @@ type PlannerDefaults struct {
 	BaseImages     BaseImages `env:", prefix=BASE_IMAGE_"`
 }
 
-// Validate checks the settings as Normalize would.
-func (d PlannerDefaults) Validate() error {
-	return collect(d.normalize)
-}
-
 // Overrides maps each language to its override, leaving out unset ones.
 func (b BaseImages) Overrides() map[string]string {
 	out := map[string]string{}

@@ -15,8 +15,8 @@ import (
 // minted or submitted. It claims a record for a build never seen (fresh),
 // refuses a known id sent with a different request (*replay.ConflictError),
 // and for a known build that was canceled or whose Job is gone returns
-// *replay.KnownError, so that nothing is created again. A known build whose Job still exists goes
-// on to Submit, which finds it.
+// *replay.KnownError, so that nothing is created again. A known build
+// whose Job still exists goes on to Submit, which finds it.
 func (s *Service) recall(ctx context.Context, req buildreq.Request, env contract.Env) (fresh bool, err error) {
 	if s.mem == nil {
 		return false, nil

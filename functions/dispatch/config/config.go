@@ -173,9 +173,6 @@ func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(v, msg string) { errs = append(errs, fmt.Errorf("%s %s", v, msg)) }
-	if err := c.PlannerDefaults.Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	if c.Executor != "kubernetes" && c.Executor != "local" {
 		bad("EXECUTOR", "must be kubernetes or local")
 	}
@@ -233,6 +230,7 @@ func (c Config) Validate() error {
 	if c.CancelCallbackTimeout <= 0 {
 		bad("CANCEL_CALLBACK_TIMEOUT", "must be positive")
 	}
+	// The runner's settings, TARGET_PLATFORM and BASE_IMAGE_* included.
 	if err := c.RunnerDefaults.Validate(); err != nil {
 		var es contract.Errors
 		if errors.As(err, &es) {
