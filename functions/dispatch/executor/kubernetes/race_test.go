@@ -22,15 +22,28 @@ import (
 // fail as an overloaded API server's would.
 func faultyClient(t *testing.T, env *kubetest.Env, arrived chan<- struct{}, release <-chan struct{}) k8s.Interface {
 	t.Helper()
-	rc := rest.CopyConfig(env.Config)
-	rc.QPS, rc.Burst = -1, 0
 	var once sync.Once
+	return clientWith(t, env, -1, 0, func(req *http.Request) error {
+		if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
+			once.Do(func() { close(arrived) })
+			<-release
+			return errors.New("connection reset by peer (injected)")
+		}
+		return nil
+	})
+}
+
+// clientWith is a client of env's API server, limited to qps and burst,
+// that shows every request to hook first: an error from hook is the
+// request's outcome, and it never reaches the server.
+func clientWith(t *testing.T, env *kubetest.Env, qps float32, burst int, hook func(*http.Request) error) k8s.Interface {
+	t.Helper()
+	rc := rest.CopyConfig(env.Config)
+	rc.QPS, rc.Burst = qps, burst
 	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
-				once.Do(func() { close(arrived) })
-				<-release
-				return nil, errors.New("connection reset by peer (injected)")
+			if err := hook(req); err != nil {
+				return nil, err
 			}
 			return rt.RoundTrip(req)
 		})
@@ -161,22 +174,14 @@ func TestAFailingSubmitAnswersWithinItsDeadline(t *testing.T) {
 	ns := env.Namespace(t)
 	cfg := sampleConfig()
 	cfg.Namespace = ns
-	rc := rest.CopyConfig(env.Config)
 	// One request a second: the create of the Job passes, everything after
 	// waits.
-	rc.QPS, rc.Burst = 1, 1
-	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
-				return nil, errors.New("connection reset by peer (injected)")
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-	kube, err := k8s.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube := clientWith(t, env, 1, 1, func(req *http.Request) error {
+		if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
+			return errors.New("connection reset by peer (injected)")
+		}
+		return nil
+	})
 	ex, err := New(kube, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -215,19 +220,12 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 	}
 
 	// Deleted between the create and the release.
-	rc := rest.CopyConfig(env.Config)
-	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodPatch && strings.HasSuffix(req.URL.Path, "/jobs/"+name) {
-				deleteJob()
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-	kube, err := k8s.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube := clientWith(t, env, env.Config.QPS, env.Config.Burst, func(req *http.Request) error {
+		if req.Method == http.MethodPatch && strings.HasSuffix(req.URL.Path, "/jobs/"+name) {
+			deleteJob()
+		}
+		return nil
+	})
 	creator, err := New(kube, cfg)
 	if err != nil {
 		t.Fatal(err)
