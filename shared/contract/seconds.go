@@ -28,19 +28,33 @@ func BareSeconds(v string) string {
 	return v
 }
 
-// secondsLookuper applies BareSeconds to secondsVars and reads BUILD_TIMEOUT
-// from AF_BUILD_TIMEOUT_SECONDS when only that is set.
-type secondsLookuper struct{ l envconfig.Lookuper }
+// Seconds wraps lookup so that LOG_STREAM_INTERVAL and BUILD_TIMEOUT may be
+// a bare number of seconds, as the contract reads them: for the other
+// loaders of RunnerDefaults (dispatch's configuration), so one value means
+// the same wherever it is set.
+func Seconds(lookup envconfig.Lookuper) envconfig.Lookuper { return bareSeconds{lookup} }
 
-func (s secondsLookuper) Lookup(key string) (string, bool) {
+type bareSeconds struct{ l envconfig.Lookuper }
+
+func (s bareSeconds) Lookup(key string) (string, bool) {
 	v, ok := s.l.Lookup(key)
-	if !ok && key == "BUILD_TIMEOUT" {
-		v, ok = s.l.Lookup(TimeoutSecondsVar)
-	}
 	if ok && secondsVars[key] {
 		v = BareSeconds(v)
 	}
 	return v, ok
+}
+
+// secondsLookuper is Seconds, and reads BUILD_TIMEOUT from
+// AF_BUILD_TIMEOUT_SECONDS when only that is set.
+type secondsLookuper struct{ l envconfig.Lookuper }
+
+func (s secondsLookuper) Lookup(key string) (string, bool) {
+	if _, ok := s.l.Lookup(key); !ok && key == "BUILD_TIMEOUT" {
+		if v, ok := s.l.Lookup(TimeoutSecondsVar); ok {
+			return BareSeconds(v), true
+		}
+	}
+	return bareSeconds(s).Lookup(key)
 }
 
 // withSeconds wraps lookup, and refuses BUILD_TIMEOUT and

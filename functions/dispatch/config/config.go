@@ -160,7 +160,8 @@ func Read(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
 	fl := FileLookuper(lookup)
 	al := withAliases(fl) // service-cloud-api's names for the same secrets (aliases.go)
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: al}); err != nil {
+	// BUILD_TIMEOUT=600 means what it means to the runner.
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: contract.Seconds(al)}); err != nil {
 		return c, fmt.Errorf("dispatch config: %w", err)
 	}
 	if err := errors.Join(fl.Err(), al.Err()); err != nil {

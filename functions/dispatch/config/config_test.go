@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 
@@ -146,6 +147,22 @@ func TestRunnerDefaultsAreValidatedAtStartUp(t *testing.T) {
 	_, err := config.Load(context.Background(), envconfig.MapLookuper(env))
 	if err == nil || !strings.Contains(err.Error(), "BUILD_TIMEOUT") || !strings.Contains(err.Error(), "BUILD_NETWORK") {
 		t.Errorf("Load = %v, want BUILD_TIMEOUT and BUILD_NETWORK refused", err)
+	}
+}
+
+// Dispatch reads the runner's settings as the runner does: a bare number
+// is seconds (LOG_STREAM_INTERVAL=5, as platforms set it for the shell
+// runner), so one value means the same on both sides.
+func TestRunnerDefaultsTakeBareSecondsAsTheRunnerDoes(t *testing.T) {
+	env := valid()
+	env["BUILD_TIMEOUT"] = "600"
+	env["LOG_STREAM_INTERVAL"] = "2.5"
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BuildTimeout != 10*time.Minute || c.LogStreamInterval != 2500*time.Millisecond {
+		t.Errorf("BUILD_TIMEOUT=600, LOG_STREAM_INTERVAL=2.5 read as %v and %v, want 10m and 2.5s", c.BuildTimeout, c.LogStreamInterval)
 	}
 }
 
