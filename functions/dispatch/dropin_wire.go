@@ -66,6 +66,14 @@ func (m *lazyLeases) Update(ctx context.Context, id, state, job, ns string) erro
 	return l.Update(ctx, id, state, job, ns)
 }
 
+func (m *lazyLeases) Get(ctx context.Context, id string) (replay.Record, bool, error) {
+	l, err := m.get()
+	if err != nil {
+		return replay.Record{}, false, err
+	}
+	return l.Get(ctx, id)
+}
+
 func (m *lazyLeases) List(ctx context.Context) ([]replay.Record, error) {
 	l, err := m.get()
 	if err != nil {

@@ -36,6 +36,9 @@ type StatusResponse struct {
 	// Callback says whether the CANCELED report reached the platform
 	// (DELETE only): "sent" or "failed".
 	Callback string `json:"callback,omitempty"`
+	// Replayed is true when the build's Job is gone and State is the last
+	// state dispatch recorded for it (GET only).
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // StateCanceled is what DELETE reports for a build it stopped.
@@ -131,10 +134,10 @@ func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := http.StatusOK
-	if st == executor.StateNotFound {
+	if st.State == executor.StateNotFound {
 		code = http.StatusNotFound
 	}
-	writeJSON(w, code, StatusResponse{BuildJobID: id, State: st})
+	writeJSON(w, code, StatusResponse{BuildJobID: id, State: st.State, Replayed: st.Remembered})
 }
 
 // deleteBuild cancels a build. callbackBaseUrl may be given as a query

@@ -291,8 +291,10 @@ func TestCancelDeletesTheJobAndReportsCanceledFirst(t *testing.T) {
 	if r := h.call("DELETE", "/v1/builds/bj-cancel", nil, signed); r.Code != http.StatusNotFound {
 		t.Errorf("second cancel: %d %s", r.Code, r.Body)
 	}
-	if r := h.call("GET", "/v1/builds/bj-cancel", nil, signed); r.Code != http.StatusNotFound {
-		t.Errorf("status after cancel: %d %s", r.Code, r.Body)
+	// Its Job is gone; its status is the one dispatch recorded.
+	r = h.call("GET", "/v1/builds/bj-cancel", nil, signed)
+	if st := r.json(t); r.Code != http.StatusOK || st["state"] != "canceled" || st["replayed"] != true {
+		t.Errorf("status after cancel: %d %s, want 200 canceled replayed", r.Code, r.Body)
 	}
 }
 

@@ -152,6 +152,9 @@ func TestOpenAPIDescribesTheRealRequestsAndAnswers(t *testing.T) {
 	if code, _ := exchange(t, v, "DELETE", h.url+"/v1/builds/"+id, nil, signedHeaders("DELETE", "/v1/builds/"+id, nil), true); code != 404 {
 		t.Errorf("cancel again: %d", code)
 	}
+	if code, body := exchange(t, v, "GET", h.url+"/v1/builds/"+id, nil, signedHeaders("GET", "/v1/builds/"+id, nil), true); code != 200 || body["replayed"] != true {
+		t.Errorf("status after cancel: %d %v", code, body)
+	}
 	if code, body := post(req, true, sign("POST", "/v1/builds")); code != 202 || body["replayed"] != true {
 		t.Errorf("repeat after cancel: %d %v", code, body)
 	}

@@ -101,6 +101,16 @@ func TestRepeatAfterTheJobIsGoneCreatesNothingAndAnswersTheLastState(t *testing.
 	if n := len(h.gh.Tokens()); n != tokens {
 		t.Errorf("the repeat minted %d installation tokens", n-tokens)
 	}
+
+	// Its status is the remembered one, not "not found".
+	r = h.call("GET", "/v1/builds/"+id, nil, signed)
+	if st := r.json(t); r.Code != http.StatusOK || st["state"] != "succeeded" || st["replayed"] != true {
+		t.Errorf("GET after the Job is gone: %d %v; want 200, the last state, replayed", r.Code, st)
+	}
+	r = h.call("GET", "/v1/builds/bj-never-dispatched", nil, signed)
+	if st := r.json(t); r.Code != http.StatusNotFound || st["state"] != "not_found" {
+		t.Errorf("GET of a build never dispatched: %d %v; want 404 not_found", r.Code, st)
+	}
 }
 
 // The same id with another request is 409, whether its Job still runs or

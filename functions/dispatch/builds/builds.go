@@ -254,9 +254,32 @@ func (s *Service) start(ctx context.Context, req buildreq.Request, trigger strin
 	return h, nil
 }
 
-// Status is the build's state as the executor sees it.
-func (s *Service) Status(ctx context.Context, id string) (executor.State, error) {
-	return s.exec.Status(ctx, id)
+// BuildState is a build's state as Status answers it.
+type BuildState struct {
+	State executor.State
+	// Remembered is true when the build's Job is gone and State is the
+	// last state dispatch recorded for it (package replay).
+	Remembered bool
+}
+
+// Status is the build's state as the executor sees it, or, once its Job is
+// gone (finished past its TTL, canceled, deleted), the last state
+// dispatch remembers: a build it dispatched is never "not found" while
+// its record lasts (REPLAY_RETENTION).
+func (s *Service) Status(ctx context.Context, id string) (BuildState, error) {
+	st, err := s.exec.Status(ctx, id)
+	if err != nil || st != executor.StateNotFound || s.mem == nil {
+		return BuildState{State: st}, err
+	}
+	rec, found, err := s.mem.Get(ctx, id)
+	if err != nil {
+		return BuildState{}, err
+	}
+	if !found || rec.State == replay.StateAccepted {
+		// Accepted: claimed, never confirmed submitted.
+		return BuildState{State: st}, nil
+	}
+	return BuildState{State: executor.State(rec.State), Remembered: true}, nil
 }
 
 // StateCanceled is what Cancel reports for a build it stopped.

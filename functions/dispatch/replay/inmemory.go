@@ -40,6 +40,13 @@ func (m *InMemory) Update(_ context.Context, id, state, jobName, namespace strin
 	return nil
 }
 
+func (m *InMemory) Get(_ context.Context, id string) (Record, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.recs[id]
+	return r, ok, nil
+}
+
 func (m *InMemory) List(context.Context) ([]Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

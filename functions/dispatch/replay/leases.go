@@ -88,6 +88,21 @@ func (l *Leases) Update(ctx context.Context, id, state, jobName, namespace strin
 	return nil
 }
 
+func (l *Leases) Get(ctx context.Context, id string) (Record, bool, error) {
+	lease, err := l.Client.CoordinationV1().Leases(l.Namespace).Get(ctx, l.Name(id), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("read the record of build %s: %w", id, err)
+	}
+	if lease.Labels[LabelRecord] != "true" {
+		// Not one of ours, whatever its name says.
+		return Record{}, false, nil
+	}
+	return fromLease(lease), true, nil
+}
+
 func (l *Leases) List(ctx context.Context) ([]Record, error) {
 	list, err := l.Client.CoordinationV1().Leases(l.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelRecord + "=true"})
 	if err != nil {

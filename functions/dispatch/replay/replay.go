@@ -71,6 +71,9 @@ type Memory interface {
 	// Update sets the state (and the Job's name and namespace, when given)
 	// of an existing record.
 	Update(ctx context.Context, id, state, jobName, namespace string) error
+	// Get returns the record of one build; found is false when there is
+	// none.
+	Get(ctx context.Context, id string) (r Record, found bool, err error)
 	// List returns every record.
 	List(ctx context.Context) ([]Record, error)
 	// Forget deletes a record.
