@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
+	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
 )
 
 // runFromRegistry removes ref from the engine, pulls it back from the test
@@ -19,45 +17,12 @@ func runFromRegistry(t *testing.T, ref string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := dockerClient(t)
-	if _, err := c.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true}); err != nil {
-		t.Fatalf("remove local %s: %v", ref, err)
-	}
-	pull, err := c.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: env.registry.RegistryAuth()})
+	pullFresh(ctx, t, c, ref)
+	out, err := dockerd.Run(ctx, c, ref)
 	if err != nil {
-		t.Fatalf("pull %s: %v", ref, err)
+		t.Error(err)
 	}
-	if err := pull.Wait(ctx); err != nil {
-		t.Fatalf("pull %s: %v", ref, err)
-	}
-	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Image: ref,
-		// Tty keeps stdout a plain stream rather than multiplexed frames.
-		Config:     &container.Config{Tty: true},
-		HostConfig: &container.HostConfig{NetworkMode: "none"},
-	})
-	if err != nil {
-		t.Fatalf("create container: %v", err)
-	}
-	defer c.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
-	wait := c.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatalf("start container: %v", err)
-	}
-	select {
-	case res := <-wait.Result:
-		if res.StatusCode != 0 {
-			t.Errorf("container exited %d", res.StatusCode)
-		}
-	case err := <-wait.Error:
-		t.Fatalf("wait: %v", err)
-	}
-	logs, err := c.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	b, _ := io.ReadAll(logs)
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\r", ""))
+	return out
 }
 
 // repoAndTag splits a tag on the test registry into repository and tag.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
@@ -253,34 +251,11 @@ func sha256Hex(b []byte) string {
 // runIn runs script in a container from image and returns its output.
 func runIn(ctx context.Context, t *testing.T, c *client.Client, image, script string) string {
 	t.Helper()
-	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Image:      image,
-		Config:     &container.Config{Cmd: []string{"sh", "-c", script}, Tty: true},
-		HostConfig: &container.HostConfig{NetworkMode: "none"},
-	})
+	out, err := dockerd.Run(ctx, c, image, "sh", "-c", script)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
-	defer c.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
-	wait := c.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case res := <-wait.Result:
-		if res.StatusCode != 0 {
-			t.Errorf("%s: container exited %d", image, res.StatusCode)
-		}
-	case err := <-wait.Error:
-		t.Fatal(err)
-	}
-	logs, err := c.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	b, _ := io.ReadAll(logs)
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\r", ""))
+	return out
 }
 
 type testWriter struct{ t *testing.T }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/alternatefutures/af-builder/internal/testinfra"
+	"github.com/alternatefutures/af-builder/internal/testinfra/internal/child"
 )
 
 // scriptVersion changes whenever the way a root filesystem is made changes,
@@ -319,18 +320,9 @@ func run(ctx context.Context, work, name string, args ...string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w\n%s", name, err, tail(filepath.Join(work, "log"), 30))
+		return fmt.Errorf("%s: %w\n%s", name, err, child.Tail(filepath.Join(work, "log"), 30))
 	}
 	return nil
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, "\n")
 }
 
 func writeFile(root, rel string, data []byte, mode os.FileMode) error {

@@ -2,13 +2,11 @@ package dockerd
 
 import (
 	"context"
-	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/alternatefutures/af-builder/internal/testinfra/registry"
@@ -71,8 +69,8 @@ func TestDaemonAndBusybox(t *testing.T) {
 		`for a in echo cat sleep mkdir ls wc env true printf [ httpd nc wget chmod cp rm tr sed grep; do `+
 		`command -v $a >/dev/null || echo missing $a; done; echo hello | sed s/hello/bye/`)
 	t.Logf("container run took %s", time.Since(t3).Round(time.Millisecond))
-	want := "root\n65534\ntmp\nbye\n"
-	if strings.ReplaceAll(out, "\r", "") != want {
+	want := "root\n65534\ntmp\nbye"
+	if out != want {
 		t.Errorf("container output %q, want %q", out, want)
 	}
 
@@ -106,40 +104,11 @@ func TestDaemonAndBusybox(t *testing.T) {
 
 func run(ctx context.Context, t *testing.T, c *client.Client, image, script string) string {
 	t.Helper()
-	cr, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Image:  image,
-		Config: &container.Config{Cmd: []string{"sh", "-c", script}, Tty: true},
-		// The daemon has no bridge; "none" is what a test container gets.
-		HostConfig: &container.HostConfig{NetworkMode: "none"},
-	})
+	out, err := Run(ctx, c, image, "sh", "-c", script)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
-	defer func() {
-		_, _ = c.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
-	}()
-	wait := c.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := c.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case res := <-wait.Result:
-		if res.StatusCode != 0 {
-			t.Errorf("container exited %d", res.StatusCode)
-		}
-	case err := <-wait.Error:
-		t.Fatal(err)
-	}
-	logs, err := c.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	b, err := io.ReadAll(logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return out
 }
 
 // TestStartFailureCleansUp checks that a daemon that cannot start reports

@@ -358,29 +358,18 @@ func withLibraries(files []File, binaries ...string) ([]File, error) {
 // CA bundle. Like docker:dind it runs whatever the pod's args say; the
 // build pod passes "dockerd" and its flags.
 func DindImage(name string) (Image, error) {
-	files, err := BusyboxFiles()
+	files, _, err := busyboxWith(
+		hostBinary{"/usr/sbin/dockerd", "docker.io"}, hostBinary{"/usr/bin/docker", "docker.io"},
+		hostBinary{"/usr/bin/docker-init", "docker.io"}, hostBinary{"/usr/sbin/docker-proxy", "docker.io"},
+		hostBinary{"/usr/bin/containerd", "containerd"}, hostBinary{"/usr/bin/containerd-shim-runc-v2", "containerd"},
+		hostBinary{"/usr/sbin/runc", "runc"},
+	)
 	if err != nil {
 		return Image{}, err
 	}
-	var bins []string
-	for _, b := range []struct{ name, pkg string }{
-		{"/usr/sbin/dockerd", "docker.io"}, {"/usr/bin/docker", "docker.io"},
-		{"/usr/bin/docker-init", "docker.io"}, {"/usr/sbin/docker-proxy", "docker.io"},
-		{"/usr/bin/containerd", "containerd"}, {"/usr/bin/containerd-shim-runc-v2", "containerd"},
-		{"/usr/sbin/runc", "runc"},
-	} {
-		p, err := testinfra.LookPath(b.name, b.pkg)
-		if err != nil {
-			return Image{}, err
-		}
-		bins = append(bins, p)
-	}
-	if files, err = withLibraries(files, bins...); err != nil {
-		return Image{}, err
-	}
 	files = append(files, Dir("/var/lib/docker", 0o711, 0, 0))
-	if ca, err := caBundle(); err == nil {
-		files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
+	if ca, err := caFile(); err == nil {
+		files = append(files, ca)
 	}
 	// No entrypoint script: under the kubelet a privileged container gets
 	// its cgroup hierarchies mounted, and nested containers (RUN steps)
@@ -389,12 +378,48 @@ func DindImage(name string) (Image, error) {
 	return Image{Name: name, Files: files, Env: []string{imagePATH}, Cmd: []string{"dockerd"}}, nil
 }
 
-func caBundle() (string, error) {
+// hostBinary is a program of the host that goes into an image, and the
+// Debian package that has it.
+type hostBinary struct{ path, pkg string }
+
+// busyboxWith is BusyboxFiles plus the host's bins and the libraries they
+// link; paths are where each bin was found, in order.
+func busyboxWith(bins ...hostBinary) (files []File, paths []string, err error) {
+	if files, err = BusyboxFiles(); err != nil {
+		return nil, nil, err
+	}
+	for _, b := range bins {
+		p, err := testinfra.LookPath(b.path, b.pkg)
+		if err != nil {
+			return nil, nil, err
+		}
+		paths = append(paths, p)
+	}
+	if files, err = withLibraries(files, paths...); err != nil {
+		return nil, nil, err
+	}
+	return files, paths, nil
+}
+
+// caFile is the host's CA bundle at the same path in the image (TLS
+// through the machine's intercepting proxy needs its CA).
+func caFile() (File, error) {
 	const p = "/etc/ssl/certs/ca-certificates.crt"
 	if _, err := os.Stat(p); err != nil {
-		return "", errors.New("no CA bundle at " + p)
+		return File{}, errors.New("no CA bundle at " + p)
 	}
-	return p, nil
+	return HostFile(p, p, 0o644), nil
+}
+
+// requireStatic refuses a binary that links libraries the image does not
+// carry.
+func requireStatic(bins ...string) error {
+	for _, b := range bins {
+		if dynamic, err := isDynamic(b); err != nil || dynamic {
+			return fmt.Errorf("%s must be a static binary (CGO_ENABLED=0): %v", b, err)
+		}
+	}
+	return nil
 }
 
 // RunnerUID is the runner image's user, as the Dockerfile's final stage
@@ -408,10 +433,8 @@ const RunnerUID = 10001
 // shell nologin) and USER 10001:10001. The Dockerfile's Debian base is
 // otherwise absent: the runner is a static binary and uses none of it.
 func RunnerImage(name, runnerBin, nixpacksBin string) (Image, error) {
-	for _, b := range []string{runnerBin, nixpacksBin} {
-		if dynamic, err := isDynamic(b); err != nil || dynamic {
-			return Image{}, fmt.Errorf("%s must be a static binary (CGO_ENABLED=0): %v", b, err)
-		}
+	if err := requireStatic(runnerBin, nixpacksBin); err != nil {
+		return Image{}, err
 	}
 	files := []File{
 		HostFile("/usr/local/bin/runner", runnerBin, 0o755),
@@ -423,11 +446,11 @@ func RunnerImage(name, runnerBin, nixpacksBin string) (Image, error) {
 			"builder:x:10001:10001::/home/builder:/usr/sbin/nologin\n", 0o644),
 		TextFile("/etc/group", "root:x:0:\nnogroup:x:65534:\nbuilder:x:10001:\n", 0o644),
 	}
-	ca, err := caBundle()
+	ca, err := caFile()
 	if err != nil {
 		return Image{}, err
 	}
-	files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
+	files = append(files, ca)
 	return Image{
 		Name:       name,
 		Files:      files,
@@ -452,27 +475,14 @@ const BuildKitUID = 1000
 // below). /etc/subuid and /etc/subgid give user the image's range
 // (100000, 65536 IDs).
 func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
-	for _, b := range []string{buildkitd, buildctl} {
-		if dynamic, err := isDynamic(b); err != nil || dynamic {
-			return Image{}, fmt.Errorf("%s must be a static binary (CGO_ENABLED=0): %v", b, err)
-		}
-	}
-	files, err := BusyboxFiles()
-	if err != nil {
+	if err := requireStatic(buildkitd, buildctl); err != nil {
 		return Image{}, err
 	}
-	var bins []string
-	for _, b := range []struct{ name, pkg string }{
-		{"/usr/bin/rootlesskit", "rootlesskit"}, {"/usr/bin/newuidmap", "uidmap"},
-		{"/usr/bin/newgidmap", "uidmap"}, {"/usr/sbin/runc", "runc"},
-	} {
-		p, err := testinfra.LookPath(b.name, b.pkg)
-		if err != nil {
-			return Image{}, err
-		}
-		bins = append(bins, p)
-	}
-	if files, err = withLibraries(files, bins...); err != nil {
+	files, bins, err := busyboxWith(
+		hostBinary{"/usr/bin/rootlesskit", "rootlesskit"}, hostBinary{"/usr/bin/newuidmap", "uidmap"},
+		hostBinary{"/usr/bin/newgidmap", "uidmap"}, hostBinary{"/usr/sbin/runc", "runc"},
+	)
+	if err != nil {
 		return Image{}, err
 	}
 	const u = BuildKitUID
@@ -505,11 +515,11 @@ func BuildKitRootlessImage(name, buildkitd, buildctl string) (Image, error) {
 		Dir("/run/user", 0o755, 0, 0),
 		Dir("/run/user/1000", 0o700, u, u),
 	)
-	ca, err := caBundle()
+	ca, err := caFile()
 	if err != nil {
 		return Image{}, err
 	}
-	files = append(files, HostFile("/etc/ssl/certs/ca-certificates.crt", ca, 0o644))
+	files = append(files, ca)
 	return Image{
 		Name:  name,
 		Files: files,
