@@ -52,7 +52,7 @@ func newDispatch(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.
 	if err != nil {
 		return nil, err
 	}
-	log := logging.New(stderr, cfg.LogFormat, cfg.Level(), cfg.Secrets()...)
+	log := logging.New(stderr, cfg.LogFormat, cfg.Level(), cfg.Logins(), cfg.Secrets()...)
 	files := config.FileLookuper(env)
 
 	var exec executor.Executor

@@ -6,9 +6,10 @@
 //
 // One solve covers Build and Push. The build function given to BuildKit
 // evaluates the Dockerfile and then waits: Build returns when the image is
-// built, and Push lets the function return, which starts the export (push of
-// the image, export of the cache). So the two phases keep their own timings,
-// time limits and log prefixes while BuildKit pushes what it built itself.
+// built, and Push lets the function return, which starts the image's push.
+// So the two phases keep their own timings, time limits and log prefixes
+// while BuildKit pushes what it built itself. The registry cache is exported
+// by a second solve once the image is pushed (see exportCache).
 package buildkit
 
 import (
@@ -27,6 +28,7 @@ import (
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
@@ -109,6 +111,9 @@ type solve struct {
 	resp     *bkclient.SolveResponse
 	err      error
 	platform string // from the built image's config
+	// cache is the solve that exports the registry cache after the push,
+	// nil when the build exports none.
+	cache *bkclient.SolveOpt
 }
 
 func (s *solve) stop(cause error) { s.cancel(cause) }
@@ -166,8 +171,13 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 			Type: "registry", Attrs: map[string]string{"ref": ref},
 		})
 	}
+	var cacheOpt *bkclient.SolveOpt
 	if req.Cache.Export != "" {
-		opt.CacheExports = []bkclient.CacheOptionsEntry{{
+		c := opt
+		c.Ref = ""
+		c.Exports = nil
+		c.Frontend = "dockerfile.v0"
+		c.CacheExports = []bkclient.CacheOptionsEntry{{
 			Type: "registry",
 			Attrs: map[string]string{
 				"ref":  req.Cache.Export,
@@ -182,13 +192,10 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 				// and kept as they are (force-compression is off).
 				"compression":       "gzip",
 				"compression-level": "1",
-				// A cache that cannot be pushed must not fail a build that
-				// succeeded; Push reports it from the progress stream.
-				"ignore-error": "true",
 			},
 		}}
+		cacheOpt = &c
 	}
-
 	progress, err := builder.NewProgress(out)
 	if err != nil {
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot show the build's progress", err)
@@ -202,6 +209,7 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 		built:    make(chan error, 1),
 		release:  make(chan struct{}),
 		done:     make(chan struct{}),
+		cache:    cacheOpt,
 	}
 	statuses := make(chan *bkclient.SolveStatus)
 	streamed := make(chan struct{})
@@ -289,8 +297,8 @@ func imagePlatform(res *gateway.Result, want string) (string, error) {
 	return platforms.Format(got), nil
 }
 
-// Push lets the solve export: BuildKit pushes the image to req.Tag and the
-// cache to req.Cache.Export. It returns the manifest digest the image
+// Push lets the solve export: BuildKit pushes the image to req.Tag, then a
+// second solve exports the cache to req.Cache.Export. It returns the manifest digest the image
 // exporter pushed, which is the registry's.
 func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
 	s := b.s
@@ -313,20 +321,82 @@ func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) 
 		}
 		return "", builder.ClassifyPushError(unwrapMessage(s.err))
 	}
-	if req.Cache.Export != "" {
-		if fails := s.progress.Failures("exporting cache"); len(fails) > 0 {
-			// ignore-error kept the export's failure out of the solve's
-			// result; the failed vertex is the only trace of it.
-			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, fails[0].Err)
-		} else {
-			fmt.Fprintf(out, "cache: exported to %s (mode=max)\n", req.Cache.Export)
-		}
-	}
-	digest := s.resp.ExporterResponse[exptypes.ExporterImageDigestKey]
-	if digest == "" {
+	pushed := s.resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	if pushed == "" {
 		return "", failure.Wrap(failure.Infrastructure, "buildkitd did not report a digest for the pushed image", nil)
 	}
-	return digest, nil
+	if s.cache != nil {
+		b.exportCache(ctx, *s.cache, req.Cache.Export, out)
+	}
+	return pushed, nil
+}
+
+// exportCache exports the registry cache in a solve of its own, after the
+// image is pushed. In one solve BuildKit pushes the image and exports the
+// cache in parallel, so the layers both hold are uploaded to the same
+// repository twice at once, and registries do not all take that: Debian's
+// Distribution answered the image's upload "digest did not match uploaded
+// content" and the push failed. Every step is in the daemon's cache by now,
+// so this solve only exports. Its failure never fails the build: the
+// image is already in the registry.
+func (b *Builder) exportCache(ctx context.Context, opt bkclient.SolveOpt, ref string, out io.Writer) {
+	progress, err := builder.NewProgress(out)
+	if err != nil {
+		fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %v\n", ref, err)
+		return
+	}
+	statuses := make(chan *bkclient.SolveStatus)
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		defer progress.Close()
+		exporting := map[digest.Digest]bool{}
+		for st := range statuses {
+			if st = onlyCacheExport(st, exporting); st != nil {
+				_ = progress.Send(context.Background(), st)
+			}
+		}
+	}()
+	_, err = b.c.Solve(ctx, nil, opt, statuses)
+	<-shown
+	switch {
+	case err == nil:
+		fmt.Fprintf(out, "cache: exported to %s (mode=max)\n", ref)
+	case ctx.Err() != nil:
+		fmt.Fprintf(out, "cache: export to %s stopped (the image is pushed): %v\n", ref, context.Cause(ctx))
+	default:
+		fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", ref, unwrapMessage(err))
+	}
+}
+
+// onlyCacheExport keeps the part of st about exporting the cache: the
+// second solve goes through every Dockerfile step again, all of them
+// cached, which the build's log has already shown. exporting remembers
+// which vertices are the export's across updates.
+func onlyCacheExport(st *bkclient.SolveStatus, exporting map[digest.Digest]bool) *bkclient.SolveStatus {
+	kept := &bkclient.SolveStatus{}
+	for _, v := range st.Vertexes {
+		if strings.HasPrefix(v.Name, "exporting cache") {
+			exporting[v.Digest] = true
+		}
+		if exporting[v.Digest] {
+			kept.Vertexes = append(kept.Vertexes, v)
+		}
+	}
+	for _, s := range st.Statuses {
+		if exporting[s.Vertex] {
+			kept.Statuses = append(kept.Statuses, s)
+		}
+	}
+	for _, l := range st.Logs {
+		if exporting[l.Vertex] {
+			kept.Logs = append(kept.Logs, l)
+		}
+	}
+	if len(kept.Vertexes)+len(kept.Statuses)+len(kept.Logs) == 0 {
+		return nil
+	}
+	return kept
 }
 
 // authProvider answers the daemon's credential requests (FROM images, the

@@ -17,6 +17,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/alternatefutures/af-builder/shared/contract"
+	"github.com/alternatefutures/af-builder/shared/redact"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -279,15 +280,26 @@ func (c Config) Level() slog.Level {
 	return lvl
 }
 
-// Secrets lists every configured secret value, for log redaction.
+// Secrets lists every configured secret value, for log redaction. The
+// registry token is among Logins, which masks it in its Basic form too.
 func (c Config) Secrets() []string {
 	var out []string
-	for _, s := range []Secret{c.WebhookSecret, c.AppPrivateKey, c.CallbackSecret, c.APIAuthSecret, c.RegistryToken} {
+	for _, s := range []Secret{c.WebhookSecret, c.AppPrivateKey, c.CallbackSecret, c.APIAuthSecret} {
 		if s.IsSet() {
 			out = append(out, s.Reveal())
 		}
 	}
 	return out
+}
+
+// Logins lists the configured user/secret pairs (the registry's), for log
+// redaction: the Docker config dispatch writes for a Job holds them as
+// base64("user:token").
+func (c Config) Logins() []redact.Login {
+	if !c.RegistryToken.IsSet() {
+		return nil
+	}
+	return []redact.Login{{User: c.RegistryUser, Secret: c.RegistryToken.Reveal()}}
 }
 
 // Lookuper is an envconfig.Lookuper that also remembers why a _FILE

@@ -127,7 +127,11 @@ func TestSecretNeverPrints(t *testing.T) {
 		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c.WebhookSecret),
 		"%s": fmt.Sprintf("%s", c.APIAuthSecret), "json": string(js), "slog": logs.String(),
 	} {
-		for _, s := range c.Secrets() {
+		secrets := c.Secrets()
+		for _, l := range c.Logins() {
+			secrets = append(secrets, l.Secret)
+		}
+		for _, s := range secrets {
 			if strings.Contains(out, s) {
 				t.Errorf("%s shows a secret: %s", name, out)
 			}

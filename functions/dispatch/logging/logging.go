@@ -12,8 +12,9 @@ import (
 	"github.com/alternatefutures/af-builder/shared/redact"
 )
 
-// New returns a logger writing JSON (or text) lines to w.
-func New(w io.Writer, format string, level slog.Leveler, secrets ...string) *slog.Logger {
+// New returns a logger writing JSON (or text) lines to w, masking the
+// secrets and logins in each form redact knows.
+func New(w io.Writer, format string, level slog.Leveler, logins []redact.Login, secrets ...string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	if format == "text" {
@@ -21,7 +22,7 @@ func New(w io.Writer, format string, level slog.Leveler, secrets ...string) *slo
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(Redacting(h, redact.New(secrets...)))
+	return slog.New(Redacting(h, redact.NewWithLogins(logins, secrets...)))
 }
 
 // Redacting wraps h so that r masks every string it would write.
