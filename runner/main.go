@@ -143,7 +143,13 @@ func build() int {
 		Log:      blog,
 		Timeouts: pipeline.DefaultTimeouts,
 	})
-	if rerr := finish(rep, report.Outcome(ctx, env, out, err), shutdown); rerr != nil {
+	rerr := finish(rep, report.Outcome(ctx, env, out, err), shutdown)
+	if out.AfterReport != nil {
+		// After SUCCEEDED, so a signal (not the build's timeout, which is
+		// about the build) is what stops it.
+		out.AfterReport(stopped)
+	}
+	if rerr != nil {
 		return exitReportFailed
 	}
 	if err != nil {

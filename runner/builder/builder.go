@@ -59,9 +59,12 @@ type Builder interface {
 	// Build runs the build, streaming progress lines to out. Cancelling ctx
 	// stops it on the daemon.
 	Build(ctx context.Context, req Request, out io.Writer) (Result, error)
-	// Push uploads what Build made to req.Tag (and exports req.Cache) and
-	// returns the manifest digest the registry stored. A cache export that
-	// fails is one line in out, never an error.
+	// Push uploads what Build made to req.Tag and returns the manifest
+	// digest the registry stored.
 	Push(ctx context.Context, req Request, out io.Writer) (string, error)
+	// ExportCache exports the registry cache of what Push pushed to
+	// req.Cache.Export (nothing when it is ""). The runner calls it once the
+	// build is reported, so its failure is one line in out, never an error.
+	ExportCache(ctx context.Context, req Request, out io.Writer)
 	Close() error
 }

@@ -9,7 +9,7 @@
 // built, and Push lets the function return, which starts the image's push.
 // So the two phases keep their own timings, time limits and log prefixes
 // while BuildKit pushes what it built itself. The registry cache is exported
-// by a second solve once the image is pushed (see exportCache).
+// by a second solve once the build is reported (see ExportCache).
 package buildkit
 
 import (
@@ -41,6 +41,9 @@ type Builder struct {
 	addr string
 	c    *bkclient.Client
 	s    *solve // the build between Build and Push
+	// export is the solve that exports the registry cache of the last
+	// push, nil when there is none.
+	export *bkclient.SolveOpt
 }
 
 // Connect prepares a client for addr (a BUILDKIT_HOST value such as
@@ -297,8 +300,8 @@ func imagePlatform(res *gateway.Result, want string) (string, error) {
 	return platforms.Format(got), nil
 }
 
-// Push lets the solve export: BuildKit pushes the image to req.Tag, then a
-// second solve exports the cache to req.Cache.Export. It returns the manifest digest the image
+// Push lets the solve export: BuildKit pushes the image to req.Tag. It
+// returns the manifest digest the image
 // exporter pushed, which is the registry's.
 func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
 	s := b.s
@@ -325,24 +328,26 @@ func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) 
 	if pushed == "" {
 		return "", failure.Wrap(failure.Infrastructure, "buildkitd did not report a digest for the pushed image", nil)
 	}
-	if s.cache != nil {
-		b.exportCache(ctx, *s.cache, req.Cache.Export, out)
-	}
+	b.export = s.cache
 	return pushed, nil
 }
 
-// exportCache exports the registry cache in a solve of its own, after the
+// ExportCache exports the registry cache in a solve of its own, after the
 // image is pushed. In one solve BuildKit pushes the image and exports the
 // cache in parallel, so the layers both hold are uploaded to the same
 // repository twice at once, and registries do not all take that: Debian's
 // Distribution answered the image's upload "digest did not match uploaded
 // content" and the push failed. Every step is in the daemon's cache by now,
-// so this solve only exports. Its failure never fails the build: the
-// image is already in the registry.
-func (b *Builder) exportCache(ctx context.Context, opt bkclient.SolveOpt, ref string, out io.Writer) {
+// so this solve only exports.
+func (b *Builder) ExportCache(ctx context.Context, req builder.Request, out io.Writer) {
+	opt, ref := b.export, req.Cache.Export
+	b.export = nil
+	if opt == nil || ref == "" {
+		return
+	}
 	progress, err := builder.NewProgress(out)
 	if err != nil {
-		fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %v\n", ref, err)
+		fmt.Fprintf(out, "export to %s failed (the build goes on): %v\n", ref, err)
 		return
 	}
 	statuses := make(chan *bkclient.SolveStatus)
@@ -357,15 +362,15 @@ func (b *Builder) exportCache(ctx context.Context, opt bkclient.SolveOpt, ref st
 			}
 		}
 	}()
-	_, err = b.c.Solve(ctx, nil, opt, statuses)
+	_, err = b.c.Solve(ctx, nil, *opt, statuses)
 	<-shown
 	switch {
 	case err == nil:
-		fmt.Fprintf(out, "cache: exported to %s (mode=max)\n", ref)
+		fmt.Fprintf(out, "exported to %s (mode=max)\n", ref)
 	case ctx.Err() != nil:
-		fmt.Fprintf(out, "cache: export to %s stopped (the image is pushed): %v\n", ref, context.Cause(ctx))
+		fmt.Fprintf(out, "export to %s stopped: %v\n", ref, context.Cause(ctx))
 	default:
-		fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", ref, unwrapMessage(err))
+		fmt.Fprintf(out, "export to %s failed (the build goes on): %s\n", ref, unwrapMessage(err))
 	}
 }
 

@@ -17,30 +17,29 @@ import (
 )
 
 // Push uploads req.Tag and returns the manifest digest the registry stored.
-// Then, when req.Cache.Export is set, it pushes the same image (whose config
-// carries inline cache metadata) under that tag: the only registry cache an
-// engine can export. That costs one manifest upload, the layers being there
-// already, and its failure is a line in out, not an error.
 func (e *Engine) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
-	digest, err := e.push(ctx, req.Tag, req, out)
-	if err != nil {
-		return "", err
-	}
-	if req.Cache.Export != "" {
-		if err := e.exportCache(ctx, req, out); err != nil {
-			msg := err.Error()
-			if fe := (*failure.Error)(nil); errors.As(err, &fe) {
-				msg = fe.Message
-			}
-			fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, msg)
-		} else {
-			fmt.Fprintf(out, "cache: exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
-		}
-	}
-	return digest, nil
+	return e.push(ctx, req.Tag, req, out)
 }
 
-func (e *Engine) exportCache(ctx context.Context, req builder.Request, out io.Writer) error {
+// ExportCache pushes the pushed image (whose config carries inline cache
+// metadata) under req.Cache.Export: the only registry cache an engine can
+// export. That costs one manifest upload, the layers being there already.
+func (e *Engine) ExportCache(ctx context.Context, req builder.Request, out io.Writer) {
+	if req.Cache.Export == "" {
+		return
+	}
+	if err := e.exportCache(ctx, req); err != nil {
+		msg := err.Error()
+		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
+			msg = fe.Message
+		}
+		fmt.Fprintf(out, "export to %s failed (the build goes on): %s\n", req.Cache.Export, msg)
+		return
+	}
+	fmt.Fprintf(out, "exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
+}
+
+func (e *Engine) exportCache(ctx context.Context, req builder.Request) error {
 	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: req.Tag, Target: req.Cache.Export}); err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ import (
 // BUILD_TIMEOUT leaves.
 type Timeouts struct {
 	Engine, Clone, Detect, Plan, Push time.Duration
+	// Cache bounds the registry cache export after the report.
+	Cache time.Duration
 }
 
 // DefaultTimeouts suit a dind sidecar and GitHub.
@@ -39,6 +41,7 @@ var DefaultTimeouts = Timeouts{
 	Detect: time.Minute,
 	Plan:   10 * time.Minute,
 	Push:   15 * time.Minute,
+	Cache:  15 * time.Minute,
 }
 
 // Config is everything one run needs.
@@ -65,6 +68,12 @@ type Outcome struct {
 	Steps builder.Steps
 	// Phase is the phase running when Run returned.
 	Phase failure.Phase
+	// AfterReport is what a successful build leaves for after its report:
+	// the registry cache export, then closing the builder. The platform
+	// deploys the image as soon as it reads SUCCEEDED, and the cache only
+	// speeds up the next build, so nobody should wait for it. Nil when Run
+	// failed (the builder is closed then); the caller runs it once.
+	AfterReport func(context.Context)
 }
 
 // TimingsMs renders Timings for the callback.
@@ -108,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (out Outcome, err error) {
 			return out, err
 		}
 	}
-	r.bld.Close()
+	out.AfterReport = r.exportCache
 	return out, nil
 }
 
@@ -342,5 +351,27 @@ func (r *run) pushImage(ctx context.Context) error {
 	}
 	r.out.ImageDigest = digest
 	r.cfg.Log.Printf("push", "pushed %s@%s", e.ImageTag, digest)
+	if r.req.Cache.Export != "" {
+		r.cfg.Log.Printf("push", "cache: exported to %s after this build is reported (the lines prefixed cache: in the runner's log)", r.req.Cache.Export)
+	}
 	return nil
+}
+
+// exportCache is Outcome.AfterReport.
+func (r *run) exportCache(ctx context.Context) {
+	defer r.bld.Close()
+	if r.req.Cache.Export == "" {
+		return
+	}
+	if t := r.cfg.Timeouts.Cache; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, t, fmt.Errorf("the cache export exceeded its %s limit", t))
+		defer cancel()
+	}
+	start := time.Now()
+	r.cfg.Log.Printf("cache", "exporting to %s", r.req.Cache.Export)
+	w := r.cfg.Log.Writer("cache")
+	r.bld.ExportCache(ctx, r.req, w)
+	w.Close()
+	r.cfg.Log.Printf("cache", "done in %s", round(time.Since(start)))
 }

@@ -87,6 +87,9 @@ func TestRunStopsBeforeAnyPhaseWhenAlreadyCancelled(t *testing.T) {
 	if o.Phase != failure.Engine || len(o.Timings) != 0 {
 		t.Errorf("outcome = %+v, want phase engine and no timings", o)
 	}
+	if o.AfterReport != nil {
+		t.Error("a failed run leaves work for after its report")
+	}
 	if out.Len() != 0 {
 		t.Errorf("a phase that never started logged:\n%s", out.String())
 	}

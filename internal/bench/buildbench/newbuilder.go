@@ -19,7 +19,7 @@ import (
 const (
 	ColDockerNew   = "docker: warm, new builder"
 	ColBKCold      = "buildkit: cold"
-	ColBKExport    = "buildkit: cold + cache export"
+	ColBKExport    = "buildkit: cold + cache export, reported"
 	ColBKNew       = "buildkit: warm, new builder"
 	registryMirror = "mirror" // repository prefix of the stand-ins in the registry
 )
@@ -111,7 +111,7 @@ func (m *newBuilderBench) run(ctx context.Context, h *Harness, w *Workload) (str
 		if err != nil {
 			return r, fmt.Errorf("buildkit, %s: %w", what, err)
 		}
-		fmt.Fprintf(h.Log, "bench: %s: buildkit, %s: %s\n", w.App.Name, what, table.Duration(r.Wall))
+		fmt.Fprintf(h.Log, "bench: %s: buildkit, %s: %s\n", w.App.Name, what, table.Duration(r.Reported))
 		return r, nil
 	}
 	cacheRef := fmt.Sprintf("%s/bench/%s-buildkit:buildcache", h.Registry.Addr(), w.App.Name)
@@ -154,9 +154,17 @@ func (m *newBuilderBench) run(ctx context.Context, h *Harness, w *Workload) (str
 		return "", fmt.Errorf("the buildkit warm build's image answered %d %.200q", got.Status, got.Body)
 	}
 
-	m.cells[ColBKCold] = table.Duration(cold.Wall)
-	m.cells[ColBKExport] = fmt.Sprintf("%s (%+.0f%%)", table.Duration(export.Wall),
-		100*(export.Wall.Seconds()-cold.Wall.Seconds())/cold.Wall.Seconds())
-	m.cells[ColBKNew] = fmt.Sprintf("%s (%s)", table.Duration(warm.Wall), table.Ratio(warm.Wall, cold.Wall))
-	return fmt.Sprintf("%s (%s)", table.Duration(dockerNew.Wall), table.Ratio(dockerNew.Wall, w.Cold.Wall)), nil
+	m.cells[ColBKCold] = table.Duration(cold.Reported)
+	// The export runs after SUCCEEDED: it costs the platform nothing and
+	// the builder (the pod) the rest, both shown.
+	m.cells[ColBKExport] = fmt.Sprintf("%s (%+.0f%%); runner exits at %s (%+.0f%%)",
+		table.Duration(export.Reported), percentOver(export.Reported, cold.Reported),
+		table.Duration(export.Wall), percentOver(export.Wall, cold.Wall))
+	m.cells[ColBKNew] = fmt.Sprintf("%s (%s)", table.Duration(warm.Reported), table.Ratio(warm.Reported, cold.Reported))
+	return fmt.Sprintf("%s (%s)", table.Duration(dockerNew.Reported), table.Ratio(dockerNew.Reported, w.Cold.Reported)), nil
+}
+
+// percentOver is how much longer d is than base, in percent.
+func percentOver(d, base time.Duration) float64 {
+	return 100 * (d.Seconds() - base.Seconds()) / base.Seconds()
 }

@@ -101,8 +101,9 @@ func request(t *testing.T, h Harness, dir, repo string) builder.Request {
 	}
 }
 
-// buildAndPush runs both halves, fails the test on an error, and returns the
-// result with the build's and the push's output.
+// buildAndPush runs Build, Push and then ExportCache, as the runner does,
+// fails the test on an error, and returns the result with the build's and
+// the cache export's output.
 func buildAndPush(t *testing.T, b builder.Builder, req builder.Request) (builder.Result, string, string) {
 	t.Helper()
 	ctx := testCtx(t, 5*time.Minute)
@@ -115,8 +116,10 @@ func buildAndPush(t *testing.T, b builder.Builder, req builder.Request) (builder
 	if _, err := b.Push(ctx, req, &pushOut); err != nil {
 		t.Fatalf("Push: %v\nbuild:\n%s\npush:\n%s", err, out.String(), pushOut.String())
 	}
-	t.Logf("build output:\n%s\npush output:\n%s", out.String(), pushOut.String())
-	return res, out.String(), pushOut.String()
+	var cacheOut bytes.Buffer
+	b.ExportCache(ctx, req, &cacheOut)
+	t.Logf("build output:\n%s\npush output:\n%s\ncache export output:\n%s", out.String(), pushOut.String(), cacheOut.String())
+	return res, out.String(), cacheOut.String()
 }
 
 func buildsAndPushes(t *testing.T, h Harness) {
@@ -308,12 +311,12 @@ func newBuilderIsWarm(t *testing.T, h Harness) {
 	cacheRef := h.Registry.Ref("suite/warm", "buildcache")
 	req := request(t, h, depsApp(t, h, "version one\n"), "suite/warm")
 	req.Cache = builder.Cache{Import: []string{cacheRef}, Export: cacheRef}
-	cold, _, pushOut := buildAndPush(t, h.NewBuilder(t), req)
+	cold, _, cacheOut := buildAndPush(t, h.NewBuilder(t), req)
 	if cold.Steps.Cached != 0 {
 		t.Errorf("cold build on a new builder: %s, want none cached", cold.Steps)
 	}
-	if !strings.Contains(pushOut, "cache: exported to "+cacheRef) {
-		t.Errorf("push output does not say the cache was exported:\n%s", pushOut)
+	if !strings.Contains(cacheOut, "exported to "+cacheRef) {
+		t.Errorf("the cache export's output does not say the cache was exported:\n%s", cacheOut)
 	}
 
 	// One source file changes; a brand-new builder builds it.
@@ -364,19 +367,20 @@ func refusedCacheExport(t *testing.T, h Harness) {
 	req.Cache = builder.Cache{Import: []string{refused}, Export: refused}
 	b := h.NewBuilder(t)
 	ctx := testCtx(t, 5*time.Minute)
-	var out, pushOut bytes.Buffer
+	var out, pushOut, cacheOut bytes.Buffer
 	if _, err := b.Build(ctx, req, &out); err != nil {
 		t.Fatalf("Build with an unusable cache: %v\n%s", err, out.String())
 	}
 	digest, err := b.Push(ctx, req, &pushOut)
 	if err != nil {
-		t.Fatalf("Push with a refused cache export: %v\n%s", err, pushOut.String())
+		t.Fatalf("Push: %v\n%s", err, pushOut.String())
 	}
+	b.ExportCache(ctx, req, &cacheOut)
 	if stored, err := h.Registry.ManifestDigest(ctx, "suite/nocache", "v1"); err != nil || stored != digest {
 		t.Errorf("image not pushed as reported: %s vs %s (%v)", digest, stored, err)
 	}
-	if n := strings.Count(pushOut.String(), "cache: export to "+refused+" failed"); n != 1 {
-		t.Errorf("%d lines say the cache export failed, want exactly 1:\n%s", n, pushOut.String())
+	if n := strings.Count(cacheOut.String(), "export to "+refused+" failed"); n != 1 {
+		t.Errorf("%d lines say the cache export failed, want exactly 1:\n%s", n, cacheOut.String())
 	}
 }
 
