@@ -143,7 +143,16 @@ func build() int {
 		Log:      blog,
 		Timeouts: pipeline.DefaultTimeouts,
 	})
-	rerr := finish(rep, report.Outcome(ctx, env, out, err), shutdown)
+	final := report.Outcome(ctx, env, out, err)
+	rerr := finish(rep, final, shutdown)
+	if rerr == nil && final.Status == callback.Succeeded && env.ReportedFile != "" {
+		// The executor's sign that only the cache export is left (see
+		// contract.PodReportedFile); without it the build still ends,
+		// only later.
+		if werr := os.WriteFile(env.ReportedFile, nil, 0o644); werr != nil {
+			slog.Warn("cannot mark the build reported", "file", env.ReportedFile, "err", werr)
+		}
+	}
 	if out.AfterReport != nil {
 		// After SUCCEEDED, so a signal (not the build's timeout, which is
 		// about the build) is what stops it.

@@ -174,9 +174,15 @@ func TestFailingRunStepIsReportedAsABuildFailureWithTheFailingLine(t *testing.T)
 	repo, shas := newRepo(t, map[string]gs.File{
 		"Dockerfile": gs.Text("FROM " + baseImage + "\nRUN echo about-to-fail-now && exit 3\n"),
 	})
-	res := newBuild(t, repo, shas[0]).run(t)
+	b := newBuild(t, repo, shas[0])
+	reported := filepath.Join(t.TempDir(), "reported")
+	b.Env["REPORTED_FILE"] = reported
+	res := b.run(t)
 
 	expectFailure(t, res, "build", "user", "exit code: 3")
+	if _, err := os.Stat(reported); err == nil {
+		t.Error("REPORTED_FILE was created for a failed build: only SUCCEEDED leaves work after the report")
+	}
 	if logs, _ := res.Terminal["logs"].(string); !strings.Contains(logs, "about-to-fail-now") {
 		t.Errorf("log tail lacks the failing step's output:\n%s", logs)
 	}

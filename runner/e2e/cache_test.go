@@ -200,9 +200,18 @@ func TestRegistryThatRefusesTheCachePushStillSucceeds(t *testing.T) {
 			repo, shas := newRepo(t, sampleApp(t, "1"))
 			refused := newBuild(t, repo, shas[0])
 			refused.Env["CACHE_REF"] = otherRegistry(t).Ref("caches/app", "buildcache")
+			reported := filepath.Join(t.TempDir(), "reported")
+			refused.Env["REPORTED_FILE"] = reported
 			newBuilder(t, backend, refused)
 			res := refused.run(t)
 			mustSucceed(t, res)
+			// The executor's sign that only the export is left, made once
+			// SUCCEEDED was delivered.
+			if fi, err := os.Stat(reported); err != nil {
+				t.Errorf("REPORTED_FILE was not created after SUCCEEDED: %v", err)
+			} else if last := res.Deliveries[len(res.Deliveries)-1]; fi.ModTime().Before(last.At.Add(-time.Second)) {
+				t.Errorf("REPORTED_FILE made at %s, before SUCCEEDED arrived at %s", fi.ModTime(), last.At)
+			}
 			// The export runs once SUCCEEDED is sent, so its failure is in
 			// the runner's own log and never in the report.
 			if n := strings.Count(res.Stdout, "cache: export to "+refused.Env["CACHE_REF"]+" failed"); n != 1 {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -71,6 +72,11 @@ type Env struct {
 	// branch's cache. Both empty: one cache for every build of the image.
 	CacheBranch        string `env:"CACHE_BRANCH"`
 	CacheDefaultBranch string `env:"CACHE_DEFAULT_BRANCH"`
+	// ReportedFile, when set, is a file the runner creates once SUCCEEDED
+	// is delivered, before the registry cache export that follows it: the
+	// executor's sign that the build is over for the platform although the
+	// runner is still running (PodReportedFile on Kubernetes).
+	ReportedFile string `env:"REPORTED_FILE"`
 }
 
 // The build backends (BUILD_BACKEND).
@@ -271,6 +277,9 @@ func (e *Env) Normalize() error {
 	if e.CacheDefaultBranch != "" {
 		check("CACHE_DEFAULT_BRANCH", validate.BranchName(e.CacheDefaultBranch))
 	}
+	if e.ReportedFile != "" && !filepath.IsAbs(e.ReportedFile) {
+		check("REPORTED_FILE", errors.New("must be an absolute path"))
+	}
 	if len(errs) > 0 {
 		return errs
 	}
@@ -375,6 +384,7 @@ func (e Env) Vars() []Var {
 		{Name: "CACHE_REF", Value: e.CacheRef},
 		{Name: "CACHE_BRANCH", Value: e.CacheBranch},
 		{Name: "CACHE_DEFAULT_BRANCH", Value: e.CacheDefaultBranch},
+		{Name: "REPORTED_FILE", Value: e.ReportedFile},
 	}
 	vs = append(vs, e.BaseImages.vars()...)
 	if e.BuildCommand != "" {

@@ -39,6 +39,13 @@ func RunnerReported(code int) bool {
 // time to stop the build before it) between SIGTERM and SIGKILL.
 const ShutdownReportBudget = 20 * time.Second
 
+// PodReportedFile is where the runner of a Kubernetes build marks that it
+// delivered SUCCEEDED (REPORTED_FILE): its readiness probe tests for it, so
+// the Job counts a ready pod once the build is reported and only the cache
+// export is left. Dispatch then neither supersedes nor cancels it, which
+// would send a second terminal status.
+const PodReportedFile = "/tmp/af-builder-reported"
+
 // userSettings are the contract variables that come from a service's
 // settings; every other one is set by the platform.
 var userSettings = []string{"ROOT_DIRECTORY", "BUILD_COMMAND", "BUILD_COMMAND_B64", "START_COMMAND", "START_COMMAND_B64", "BUILDER"}

@@ -209,9 +209,18 @@ func TestStatusFollowsTheJob(t *testing.T) {
 		t.Errorf("new build: %v", s)
 	}
 	// No kubelet here: play the Job controller by writing status.
-	h.setJobStatus("bj-status", func(st *batchv1.JobStatus) { one := int32(1); st.Ready = &one; st.Active = 1 })
+	h.setJobStatus("bj-status", func(st *batchv1.JobStatus) { st.Ready = new(int32); st.Active = 1 })
 	if s := state(); s != "running" {
-		t.Errorf("ready pod: %v", s)
+		t.Errorf("a pod whose runner has not reported: %v", s)
+	}
+	// The runner's readiness probe passes once SUCCEEDED is delivered; what
+	// is left is its cache export.
+	h.setJobStatus("bj-status", func(st *batchv1.JobStatus) { one := int32(1); st.Ready = &one; st.Active = 1 })
+	if s := state(); s != "succeeded" {
+		t.Errorf("a ready pod (reported): %v", s)
+	}
+	if r := h.call("DELETE", "/v1/builds/bj-status", nil, signed); r.Code != http.StatusConflict {
+		t.Errorf("cancel of a reported build exporting its cache: %d %s", r.Code, r.Body)
 	}
 	h.setJobStatus("bj-status", func(st *batchv1.JobStatus) {
 		now := metav1.Now()

@@ -313,11 +313,28 @@ func JobState(job *batchv1.Job) executor.State {
 	case job.DeletionTimestamp != nil:
 		// Being canceled: it will not succeed.
 		return executor.StateFailed
-	case job.Status.Ready != nil && *job.Status.Ready > 0:
+	case job.Status.Ready != nil && *job.Status.Ready > 0 && reportsReady(job):
+		// The runner delivered SUCCEEDED (its readiness probe) and is
+		// exporting the cache: over for the platform, and not to be
+		// superseded or canceled, which would report a second time.
+		return executor.StateSucceeded
+	case job.Status.Active > 0:
 		return executor.StateRunning
 	default:
 		return executor.StatePending
 	}
+}
+
+// reportsReady reports whether the Job's runner has the readiness probe
+// that passes once SUCCEEDED is delivered. A Job rendered without it (by an
+// older dispatch) is ready while it runs.
+func reportsReady(job *batchv1.Job) bool {
+	for _, c := range job.Spec.Template.Spec.Containers {
+		if c.Name == BuilderContainer {
+			return c.ReadinessProbe != nil
+		}
+	}
+	return false
 }
 
 func hasCondition(job *batchv1.Job, t batchv1.JobConditionType) bool {

@@ -395,24 +395,28 @@ func TestCancelRemovesASecretLeftWithoutItsJob(t *testing.T) {
 
 // The Job controller is not running; these status writes are what it would
 // do, in the order it does them (the API server validates the transitions).
+// setRunning is a Job whose pod runs and whose runner has not reported:
+// not ready (the runner's readiness probe waits for the report).
 func setRunning(t *testing.T, kube k8s.Interface, ns, name string) {
 	t.Helper()
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
 		now := metav1.Now()
 		s.StartTime = &now
 		s.Active = 1
-		s.Ready = ptr(int32(1))
+		s.Ready = ptr(int32(0))
 		s.Terminating = ptr(int32(0))
 	})
 }
 
-func setStarted(t *testing.T, kube k8s.Interface, ns, name string) {
+// setReported is a Job whose runner delivered SUCCEEDED and is exporting
+// the cache: its pod is ready.
+func setReported(t *testing.T, kube k8s.Interface, ns, name string) {
 	t.Helper()
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
 		now := metav1.Now()
 		s.StartTime = &now
 		s.Active = 1
-		s.Ready = ptr(int32(0))
+		s.Ready = ptr(int32(1))
 		s.Terminating = ptr(int32(0))
 	})
 }
@@ -476,13 +480,13 @@ func TestStatusFollowsTheJob(t *testing.T) {
 	if got := status("build-ok"); got != executor.StatePending {
 		t.Errorf("fresh Job: %s, want pending", got)
 	}
-	setStarted(t, env.Kube, ns, okName)
-	if got := status("build-ok"); got != executor.StatePending {
-		t.Errorf("pod not ready yet (dind starting): %s, want pending", got)
-	}
 	setRunning(t, env.Kube, ns, okName)
 	if got := status("build-ok"); got != executor.StateRunning {
-		t.Errorf("ready pod: %s, want running", got)
+		t.Errorf("a pod whose runner has not reported: %s, want running", got)
+	}
+	setReported(t, env.Kube, ns, okName)
+	if got := status("build-ok"); got != executor.StateSucceeded {
+		t.Errorf("a ready pod (SUCCEEDED delivered, cache export left): %s, want succeeded", got)
 	}
 	setFinished(t, env.Kube, ns, okName, true)
 	if got := status("build-ok"); got != executor.StateSucceeded {
@@ -518,6 +522,7 @@ func TestActiveListsUnfinishedBuildsOfOneServiceAndBranch(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	submit("a-main-2", "svc-a", "main")
 	submit("a-main-done", "svc-a", "main")
+	submit("a-main-reported", "svc-a", "main")
 	submit("a-dev", "svc-a", "dev")
 	submit("b-main", "svc-b", "main")
 	submit("a-slash", "svc-a", "feature/login")
@@ -525,6 +530,9 @@ func TestActiveListsUnfinishedBuildsOfOneServiceAndBranch(t *testing.T) {
 	submit("a-nobranch", "svc-a", "")
 	submit("nobody", "", "main")
 	setFinished(t, env.Kube, ns, JobName("a-main-done"), true)
+	// Reported SUCCEEDED, exporting its cache: superseding it would send a
+	// second terminal status.
+	setReported(t, env.Kube, ns, JobName("a-main-reported"))
 
 	active := func(service, branch string) []string {
 		t.Helper()

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/contract"
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
@@ -167,6 +168,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 		env.BuildNetwork = ""
 	}
 	env.BuildNetwork = cfg.TestNode.buildNetwork(env.BuildNetwork)
+	env.ReportedFile = contract.PodReportedFile
 	cfg.backendEnv(&env)
 	if err := env.Normalize(); err != nil {
 		return nil, nil, err
@@ -355,7 +357,19 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 		Image:           cfg.RunnerImage,
 		ImagePullPolicy: corev1.PullPolicy(cfg.ImagePullPolicy),
 		Env:             env,
-		Resources:       res.builder,
+		// Ready once the runner has delivered SUCCEEDED and only the cache
+		// export is left: the Job's ready count is how dispatch tells a
+		// reported build from a running one (JobState) without talking to
+		// the runner.
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+				Command: []string{"test", "-e", contract.PodReportedFile},
+			}},
+			PeriodSeconds:    2,
+			TimeoutSeconds:   2,
+			FailureThreshold: 1,
+		},
+		Resources: res.builder,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr(true),
 			RunAsUser:                ptr(int64(builderUID)),

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 var update = flag.Bool("update", false, "rewrite infra/k8s/builder/job.template.yaml from Render")
@@ -159,6 +160,34 @@ func TestRenderOverridesRequestedDockerHost(t *testing.T) {
 		if e.Name == "DOCKER_HOST" && e.Value != DockerHost {
 			t.Errorf("DOCKER_HOST = %q; the engine is always the sidecar", e.Value)
 		}
+	}
+}
+
+// The runner's pod turns ready only once it has delivered SUCCEEDED: the
+// probe tests the file the runner is told to create then.
+func TestRenderedRunnerIsReadyOnlyOnceReported(t *testing.T) {
+	b := sampleBuild()
+	b.Env.ReportedFile = "/somewhere/else"
+	job, _, err := Render(sampleConfig(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder := job.Spec.Template.Spec.Containers[0]
+	var told string
+	for _, e := range builder.Env {
+		if e.Name == "REPORTED_FILE" {
+			told = e.Value
+		}
+	}
+	if told != contract.PodReportedFile {
+		t.Errorf("REPORTED_FILE = %q, want %q", told, contract.PodReportedFile)
+	}
+	p := builder.ReadinessProbe
+	if p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"test", "-e", contract.PodReportedFile}) {
+		t.Fatalf("runner readiness probe = %+v, want test -e %s", p, contract.PodReportedFile)
+	}
+	if !reportsReady(job) {
+		t.Error("JobState does not read the rendered Job's ready pod as reported")
 	}
 }
 

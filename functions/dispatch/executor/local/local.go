@@ -94,6 +94,9 @@ type proc struct {
 	exitCode  int
 	signal    syscall.Signal // what killed it, when one did
 	logPath   string
+	// reportedFile appears once the runner delivered SUCCEEDED
+	// (REPORTED_FILE): from then on only its cache export is left.
+	reportedFile string
 	// callbackURL is where the runner reports, for the reaper's FAILED.
 	callbackURL string
 	reaped      bool
@@ -141,6 +144,8 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		env.BuildNetwork = e.cfg.BuildNetwork
 	}
 	logPath := filepath.Join(e.cfg.LogDir, id+".log")
+	env.ReportedFile = filepath.Join(e.cfg.LogDir, id+".reported")
+	_ = os.Remove(env.ReportedFile) // left by an earlier dispatch's build of this id
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return h, fmt.Errorf("local executor: build log: %w", err)
@@ -161,7 +166,7 @@ func (e *Executor) Submit(_ context.Context, b executor.Build) (executor.Handle,
 		logFile.Close()
 		return h, fmt.Errorf("local executor: start runner: %w", err)
 	}
-	p := &proc{order: executor.Order{Pushed: b.PushedAt, Submitted: time.Now(), Name: id}, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath, callbackURL: env.CallbackURL}
+	p := &proc{order: executor.Order{Pushed: b.PushedAt, Submitted: time.Now(), Name: id}, cmd: cmd, serviceID: b.ServiceID, branch: b.Branch, done: make(chan struct{}), logPath: logPath, reportedFile: env.ReportedFile, callbackURL: env.CallbackURL}
 	e.builds[id] = p
 	go func() {
 		err := cmd.Wait()
@@ -248,8 +253,28 @@ func (e *Executor) Status(_ context.Context, buildJobID string) (executor.State,
 		}
 		return executor.StateFailed, nil
 	default:
+		if p.reported() {
+			return executor.StateSucceeded, nil
+		}
 		return executor.StateRunning, nil
 	}
+}
+
+// open reports whether the build is still going for the platform: its
+// runner neither exited nor delivered SUCCEEDED (after which only the cache
+// export is left, and superseding it would report a second time).
+func (p *proc) open() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return !p.reported()
+	}
+}
+
+func (p *proc) reported() bool {
+	_, err := os.Stat(p.reportedFile)
+	return err == nil
 }
 
 // Active lists unfinished builds of one service and branch.
@@ -258,12 +283,7 @@ func (e *Executor) Active(_ context.Context, serviceID, branch string) ([]string
 	defer e.mu.Unlock()
 	var ids []string
 	for id, p := range e.builds {
-		if p.serviceID != serviceID || p.branch != branch {
-			continue
-		}
-		select {
-		case <-p.done:
-		default:
+		if p.serviceID == serviceID && p.branch == branch && p.open() {
 			ids = append(ids, id)
 		}
 	}
@@ -283,10 +303,8 @@ func (e *Executor) Superseded(context.Context) ([]executor.Stale, error) {
 	defer e.mu.Unlock()
 	var open []executor.Unfinished
 	for id, p := range e.builds {
-		select {
-		case <-p.done:
+		if !p.open() {
 			continue
-		default:
 		}
 		open = append(open, executor.Unfinished{BuildJobID: id, ServiceID: p.serviceID, Branch: p.branch, CallbackURL: p.callbackURL, Order: p.order})
 	}

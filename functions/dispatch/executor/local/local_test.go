@@ -119,8 +119,9 @@ func TestRunnerGetsTheContractAndNothingOfDispatchsEnvironment(t *testing.T) {
 			t.Errorf("the runner got dispatch's own secret")
 		}
 	}
-	// DOCKER_HOST comes from the executor's configuration when the build names none.
-	want := []string{"PATH", "HOME", "TMPDIR", "DOCKER_HOST"}
+	// DOCKER_HOST comes from the executor's configuration when the build
+	// names none; REPORTED_FILE is the executor's, one per build.
+	want := []string{"PATH", "HOME", "TMPDIR", "DOCKER_HOST", "REPORTED_FILE"}
 	for _, v := range b.Env.Vars() {
 		want = append(want, v.Name)
 	}
@@ -247,5 +248,39 @@ func TestReapReportsARunnerKilledWithoutWarningOnce(t *testing.T) {
 	}
 	if again, err := f.exec.Reap(ctx); err != nil || len(again) != 0 {
 		t.Errorf("second Reap = %+v, %v; want nothing", again, err)
+	}
+}
+
+// A runner that delivered SUCCEEDED and is exporting its cache is over for
+// the platform: neither superseded nor canceled, which would report twice.
+func TestARunnerThatReportedIsNoLongerActive(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	old, newer := f.build(t, "reported-old", "svc", "main"), f.build(t, "reported-new", "svc", "main")
+	for _, b := range []executor.Build{old, newer} {
+		if _, err := f.exec.Submit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(f.exec.Close)
+	if ids, _ := f.exec.Active(ctx, "svc", "main"); len(ids) != 2 {
+		t.Fatalf("Active = %v, want both builds", ids)
+	}
+
+	// What the runner does once SUCCEEDED is delivered (runner/main.go).
+	f.exec.mu.Lock()
+	marker := f.exec.builds["reported-old"].reportedFile
+	f.exec.mu.Unlock()
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.exec.Status(ctx, "reported-old"); st != executor.StateSucceeded {
+		t.Errorf("Status = %s, want succeeded", st)
+	}
+	if ids, _ := f.exec.Active(ctx, "svc", "main"); !slices.Equal(ids, []string{"reported-new"}) {
+		t.Errorf("Active = %v, want only the build that has not reported", ids)
+	}
+	if stale, _ := f.exec.Superseded(ctx); len(stale) != 0 {
+		t.Errorf("Superseded = %+v, want nothing: the reported build is over", stale)
 	}
 }
