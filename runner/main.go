@@ -149,7 +149,7 @@ func build() int {
 		// The executor's sign that only the cache export is left (see
 		// contract.PodReportedFile); without it the build still ends,
 		// only later.
-		if werr := os.WriteFile(env.ReportedFile, nil, 0o644); werr != nil {
+		if werr := os.WriteFile(env.ReportedFile, []byte(contract.ReportedMark+"\n"), 0o644); werr != nil {
 			slog.Warn("cannot mark the build reported", "file", env.ReportedFile, "err", werr)
 		}
 	}

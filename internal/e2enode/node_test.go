@@ -15,6 +15,7 @@ import (
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes"
 	"github.com/alternatefutures/af-builder/internal/testinfra/callbacksink"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 // A signed push becomes a Job; its pod runs the runner beside dind; the
@@ -63,6 +64,10 @@ func TestPushBuildsOnTheNodeAndTTLCleansUp(t *testing.T) {
 	})
 	if s, _ := containerState(done, kubernetes.BuilderContainer); s.Terminated == nil || s.Terminated.ExitCode != 0 {
 		t.Errorf("builder state %+v, want exited 0", s)
+	} else if !strings.Contains(s.Terminated.Message, contract.ReportedMark) {
+		// The non-root runner could write its termination log, which its
+		// readiness probe and the reaper read.
+		t.Errorf("builder's termination message %q lacks the mark the runner writes once SUCCEEDED is delivered", s.Terminated.Message)
 	}
 	if !done.Spec.HostNetwork || done.Spec.InitContainers[0].Image != dindImage {
 		t.Errorf("pod is not the test-node variant of the production pod: hostNetwork %v, dind %s", done.Spec.HostNetwork, done.Spec.InitContainers[0].Image)

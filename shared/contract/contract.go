@@ -72,10 +72,8 @@ type Env struct {
 	// branch's cache. Both empty: one cache for every build of the image.
 	CacheBranch        string `env:"CACHE_BRANCH"`
 	CacheDefaultBranch string `env:"CACHE_DEFAULT_BRANCH"`
-	// ReportedFile, when set, is a file the runner creates once SUCCEEDED
-	// is delivered, before the registry cache export that follows it: the
-	// executor's sign that the build is over for the platform although the
-	// runner is still running (PodReportedFile on Kubernetes).
+	// ReportedFile, when set, is a file the runner writes ReportedMark to
+	// once SUCCEEDED is delivered (PodReportedFile on Kubernetes).
 	ReportedFile string `env:"REPORTED_FILE"`
 }
 

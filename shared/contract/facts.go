@@ -39,12 +39,20 @@ func RunnerReported(code int) bool {
 // time to stop the build before it) between SIGTERM and SIGKILL.
 const ShutdownReportBudget = 20 * time.Second
 
-// PodReportedFile is where the runner of a Kubernetes build marks that it
-// delivered SUCCEEDED (REPORTED_FILE): its readiness probe tests for it, so
-// the Job counts a ready pod once the build is reported and only the cache
-// export is left. Dispatch then neither supersedes nor cancels it, which
-// would send a second terminal status.
-const PodReportedFile = "/tmp/af-builder-reported"
+// ReportedMark is what the runner writes to REPORTED_FILE once SUCCEEDED is
+// delivered, before the registry cache export that follows it: the
+// executor's sign that the build is over for the platform although the
+// runner still runs. Dispatch then neither supersedes, cancels nor reaps
+// it, which would send a second terminal status.
+const ReportedMark = "af-builder: SUCCEEDED delivered"
+
+// PodReportedFile is REPORTED_FILE on Kubernetes: the container's
+// termination log, which the kubelet makes writable for any user. The
+// runner container's readiness probe tests that it is not empty, so the
+// Job counts a ready pod once the build is reported; and the kubelet copies
+// it into the container's terminated state, where the reaper finds it even
+// when the pod is killed during the export.
+const PodReportedFile = "/dev/termination-log"
 
 // userSettings are the contract variables that come from a service's
 // settings; every other one is set by the platform.

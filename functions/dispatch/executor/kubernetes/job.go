@@ -363,7 +363,7 @@ func podSpec(cfg Config, name string, env []corev1.EnvVar, res podResources) cor
 		// the runner.
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
-				Command: []string{"test", "-e", contract.PodReportedFile},
+				Command: []string{"test", "-s", contract.PodReportedFile},
 			}},
 			PeriodSeconds:    2,
 			TimeoutSeconds:   2,

@@ -183,8 +183,8 @@ func TestRenderedRunnerIsReadyOnlyOnceReported(t *testing.T) {
 		t.Errorf("REPORTED_FILE = %q, want %q", told, contract.PodReportedFile)
 	}
 	p := builder.ReadinessProbe
-	if p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"test", "-e", contract.PodReportedFile}) {
-		t.Fatalf("runner readiness probe = %+v, want test -e %s", p, contract.PodReportedFile)
+	if p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"test", "-s", contract.PodReportedFile}) {
+		t.Fatalf("runner readiness probe = %+v, want test -s %s", p, contract.PodReportedFile)
 	}
 	if !reportsReady(job) {
 		t.Error("JobState does not read the rendered Job's ready pod as reported")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -98,7 +99,9 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 		pod := &pods[i]
 		term := builderTerminated(pod)
 		switch {
-		case term != nil && contract.RunnerReported(int(term.ExitCode)):
+		case term != nil && contract.RunnerReported(int(term.ExitCode)),
+			// Killed during the cache export that follows SUCCEEDED.
+			term != nil && strings.Contains(term.Message, contract.ReportedMark):
 			return "", true
 		case pod.Status.Reason == "Evicted":
 			lostReason = "the build pod was evicted: " + pod.Status.Message

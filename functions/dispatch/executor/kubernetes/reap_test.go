@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
+	"github.com/alternatefutures/af-builder/shared/contract"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
 )
 
@@ -176,5 +177,27 @@ func TestReapIgnoresPodsOfAnEarlierJobOfTheSameBuild(t *testing.T) {
 	lost := reap(t, ex)
 	if len(lost) != 1 || !strings.Contains(lost[0].Reason, "disappeared") {
 		t.Errorf("Reap = %+v, want again-1 lost with its pod gone", lost)
+	}
+}
+
+// A runner killed during the cache export that follows SUCCEEDED (a drained
+// node, the Job's deadline) left the mark in its termination log: the
+// platform has its status, and a FAILED now would be a second one.
+func TestReapLeavesARunnerKilledAfterItReported(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	exporting := submitJob(t, ex, env, ns, "exporting-1")
+	st := kubetest.Terminated(BuilderContainer, 137, "Error")
+	st.ContainerStatuses[0].State.Terminated.Message = contract.ReportedMark + "\n"
+	env.PodOf(t, exporting, st)
+	setFinished(t, env.Kube, ns, exporting.Name, false)
+
+	killed := submitJob(t, ex, env, ns, "killed-1")
+	env.PodOf(t, killed, kubetest.Terminated(BuilderContainer, 137, "Error"))
+	setFinished(t, env.Kube, ns, killed.Name, false)
+
+	lost := reap(t, ex)
+	if len(lost) != 1 || lost[0].BuildJobID != "killed-1" {
+		t.Errorf("Reap = %+v, want only killed-1 (exporting-1 reported before it was killed)", lost)
 	}
 }

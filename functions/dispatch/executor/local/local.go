@@ -273,8 +273,8 @@ func (p *proc) open() bool {
 }
 
 func (p *proc) reported() bool {
-	_, err := os.Stat(p.reportedFile)
-	return err == nil
+	mark, err := os.ReadFile(p.reportedFile)
+	return err == nil && strings.Contains(string(mark), contract.ReportedMark)
 }
 
 // Active lists unfinished builds of one service and branch.

@@ -271,7 +271,7 @@ func TestARunnerThatReportedIsNoLongerActive(t *testing.T) {
 	f.exec.mu.Lock()
 	marker := f.exec.builds["reported-old"].reportedFile
 	f.exec.mu.Unlock()
-	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+	if err := os.WriteFile(marker, []byte(contract.ReportedMark+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := f.exec.Status(ctx, "reported-old"); st != executor.StateSucceeded {
