@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
-	"github.com/alternatefutures/af-builder/shared/contract"
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor/kubernetes/kubetest"
+	"github.com/alternatefutures/af-builder/shared/contract"
 )
 
 // submitJob submits a build and returns its Job as stored.
