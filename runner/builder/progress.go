@@ -38,6 +38,7 @@ type Progress struct {
 	ch      chan *bkclient.SolveStatus
 	done    chan struct{}
 	mu      sync.Mutex
+	last    time.Time // when the latest status was sent
 	order   []digest.Digest
 	vertexs map[digest.Digest]*vertex
 }
@@ -95,10 +96,18 @@ func NewProgress(out io.Writer) (*Progress, error) {
 // renders next until SetOutput: a phase's writer may be closed once the
 // phase returns, while the stream (one solve for build and push) goes on.
 func (p *Progress) Detach() {
-	// Let the display take what is queued, so the build's last lines land
-	// in the build's log rather than the push's.
-	for i := 0; i < 50 && len(p.ch) > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
+	// Let the daemon's last statuses arrive (the stream runs behind the
+	// build function: the last steps' lines came after it returned, and
+	// landed in the push's log, once in CI) and the display take them, so
+	// the build's last lines land in the build's log: wait until the
+	// stream has been quiet a moment, 2 s at most.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		p.mu.Lock()
+		quiet := time.Since(p.last) > 200*time.Millisecond
+		p.mu.Unlock()
+		if quiet && len(p.ch) == 0 {
+			break
+		}
 	}
 	p.out.set(&held{})
 }
@@ -114,6 +123,7 @@ func (p *Progress) SetOutput(w io.Writer) { p.out.set(w) }
 // Send records st and queues it for display.
 func (p *Progress) Send(ctx context.Context, st *bkclient.SolveStatus) error {
 	p.mu.Lock()
+	p.last = time.Now()
 	for _, v := range st.Vertexes {
 		rec, ok := p.vertexs[v.Digest]
 		if !ok {
