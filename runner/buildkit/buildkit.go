@@ -301,8 +301,8 @@ func imagePlatform(res *gateway.Result, want string) (string, error) {
 }
 
 // Push lets the solve export: BuildKit pushes the image to req.Tag. It
-// returns the manifest digest the image
-// exporter pushed, which is the registry's.
+// returns the manifest digest the image exporter pushed, which is the
+// registry's.
 func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
 	s := b.s
 	if s == nil {
