@@ -37,6 +37,33 @@ type Cache struct {
 	Import []string
 	// Export receives the cache after a successful build; "" for none.
 	Export string
+	// Mounts are the cache mounts carried from builder to builder; the
+	// docker backend does not carry them.
+	Mounts Mounts
+}
+
+// Mounts are BuildKit cache mounts carried to a new builder as an image of
+// their own: restored into the empty mounts before the build and exported
+// after the report. A registry cache holds layers only, so without this a
+// build step that lives on its cache mount (next build, go build) runs cold
+// on every new builder.
+type Mounts struct {
+	// Carried are the mounts, by the id the Dockerfile gives them.
+	Carried []Mount
+	// Helper is an image with a shell and cp that the build pulls anyway
+	// (the build stage's base), which moves the mounts' contents.
+	Helper string
+	// Import is tried in order before the build; Export receives the
+	// mounts after a successful one ("" for none).
+	Import []string
+	Export string
+}
+
+// Mount is one cache mount.
+type Mount struct {
+	ID string
+	// Path is where the build sees it, for the log.
+	Path string
 }
 
 // Result is what a build reports before its push.

@@ -199,6 +199,7 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 		}}
 		cacheOpt = &c
 	}
+	b.restoreMounts(ctx, req, out)
 	progress, err := builder.NewProgress(out)
 	if err != nil {
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot show the build's progress", err)
@@ -345,6 +346,9 @@ func (b *Builder) ExportCache(ctx context.Context, req builder.Request, out io.W
 	if opt == nil || ref == "" {
 		return
 	}
+	// The mounts go after the layers: the next build gains more from
+	// those, and the export's time limit may end this.
+	defer b.exportMounts(ctx, req, out)
 	progress, err := builder.NewProgress(out)
 	if err != nil {
 		fmt.Fprintf(out, "export to %s failed (the build goes on): %v\n", ref, err)

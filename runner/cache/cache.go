@@ -23,7 +23,16 @@ type Refs struct {
 	// Export is the branch's own cache; never the default branch's, so a
 	// branch cannot overwrite what every other branch starts from.
 	Export string
+	// MountsImport and MountsExport name the image that carries the
+	// build's cache mounts from builder to builder, in the same order and
+	// by the same rule: the cache tag plus MountsSuffix.
+	MountsImport []string
+	MountsExport string
 }
+
+// MountsSuffix ends the tag of the cache-mount image beside a cache tag
+// (`buildcache-mounts` beside `buildcache`).
+const MountsSuffix = "-mounts"
 
 // For derives the references for a build of imageTag on branch. cacheRef
 // ("repository:tag", empty for imageTag's repository with DefaultTag) is the
@@ -47,13 +56,18 @@ func For(imageTag, cacheRef, branch, defaultBranch string) (Refs, error) {
 	if t, ok := named.(reference.Tagged); ok {
 		tag = t.Tag()
 	}
-	ref := func(b string) string { return repo + ":" + BranchTag(tag, b, defaultBranch) }
-
-	r := Refs{Export: ref(branch)}
-	r.Import = append(r.Import, r.Export)
-	if fallback := ref(defaultBranch); fallback != r.Export {
-		r.Import = append(r.Import, fallback)
+	refs := func(tag string) (imports []string, export string) {
+		ref := func(b string) string { return repo + ":" + BranchTag(tag, b, defaultBranch) }
+		export = ref(branch)
+		imports = append(imports, export)
+		if fallback := ref(defaultBranch); fallback != export {
+			imports = append(imports, fallback)
+		}
+		return imports, export
 	}
+	var r Refs
+	r.Import, r.Export = refs(tag)
+	r.MountsImport, r.MountsExport = refs(tag + MountsSuffix)
 	return r, nil
 }
 

@@ -81,3 +81,22 @@ func TestBranchTagsAreValidAndDoNotCollide(t *testing.T) {
 		t.Errorf("default branch tag = %q", got)
 	}
 }
+
+func TestCacheMountsImageFollowsTheCacheTagsBranchRule(t *testing.T) {
+	r, err := For("127.0.0.1:5000/u1/app:abc", "", "feature/login", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.MountsExport, "127.0.0.1:5000/u1/app:buildcache-mounts-feature-login-") {
+		t.Errorf("mounts export = %s, want the branch's own tag", r.MountsExport)
+	}
+	if len(r.MountsImport) != 2 || r.MountsImport[0] != r.MountsExport || r.MountsImport[1] != "127.0.0.1:5000/u1/app:buildcache-mounts" {
+		t.Errorf("mounts import = %v, want [%s, the default branch's]", r.MountsImport, r.MountsExport)
+	}
+	// Neither is ever one of the layer cache's references.
+	for _, m := range append(r.MountsImport, r.MountsExport) {
+		if slices.Contains(r.Import, m) || m == r.Export {
+			t.Errorf("the mounts image %s is also a layer cache reference", m)
+		}
+	}
+}

@@ -17,27 +17,31 @@ import (
 )
 
 // Push uploads req.Tag and returns the manifest digest the registry stored.
+// The inline cache goes with it, under req.Cache.Export: pushing the same
+// image under a second tag costs one manifest upload, and done after the
+// report it rewrote the image's manifest link in the registry while the
+// platform pulled the image: Debian's registry writes that file in place,
+// and a pull reading it half-written got 500 (the demo did).
 func (e *Engine) Push(ctx context.Context, req builder.Request, out io.Writer) (string, error) {
-	return e.push(ctx, req.Tag, req, out)
-}
-
-// ExportCache pushes the pushed image (whose config carries inline cache
-// metadata) under req.Cache.Export: the only registry cache an engine can
-// export. That costs one manifest upload, the layers being there already.
-func (e *Engine) ExportCache(ctx context.Context, req builder.Request, out io.Writer) {
-	if req.Cache.Export == "" {
-		return
+	digest, err := e.push(ctx, req.Tag, req, out)
+	if err != nil || req.Cache.Export == "" {
+		return digest, err
 	}
 	if err := e.exportCache(ctx, req); err != nil {
 		msg := err.Error()
 		if fe := (*failure.Error)(nil); errors.As(err, &fe) {
 			msg = fe.Message
 		}
-		fmt.Fprintf(out, "export to %s failed (the build goes on): %s\n", req.Cache.Export, msg)
-		return
+		fmt.Fprintf(out, "cache: export to %s failed (the build goes on): %s\n", req.Cache.Export, msg)
+	} else {
+		fmt.Fprintf(out, "cache: exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
 	}
-	fmt.Fprintf(out, "exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
+	return digest, nil
 }
+
+// ExportCache has nothing left to do: an engine's only registry cache, the
+// inline one, went with the image in Push.
+func (e *Engine) ExportCache(context.Context, builder.Request, io.Writer) {}
 
 func (e *Engine) exportCache(ctx context.Context, req builder.Request) error {
 	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: req.Tag, Target: req.Cache.Export}); err != nil {

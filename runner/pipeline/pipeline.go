@@ -320,6 +320,15 @@ func (r *run) buildImage(ctx context.Context) error {
 			r.req.Cache = builder.Cache{Import: refs.Import, Export: refs.Export}
 			r.cfg.Log.Printf("build", "cache: importing %s; exporting to %s after success",
 				strings.Join(refs.Import, ", then "), refs.Export)
+			if m := carriedMounts(r.plan, refs); len(m.Carried) > 0 && e.Backend() == contract.BackendBuildKit {
+				r.req.Cache.Mounts = m
+				var paths []string
+				for _, c := range m.Carried {
+					paths = append(paths, c.Path)
+				}
+				r.cfg.Log.Printf("build", "cache mounts %s: carried from the last build in %s",
+					strings.Join(paths, ", "), strings.Join(m.Import, ", then "))
+			}
 		}
 	} else {
 		r.cfg.Log.Printf("build", "cache: off (CACHE=off)")
@@ -340,6 +349,20 @@ func (r *run) buildImage(ctx context.Context) error {
 	return nil
 }
 
+// carriedMounts are the cache mounts the template asks to carry to a new
+// builder, in the images beside the cache refs. The docker backend carries
+// none: the Engine's builder is not given them (README, Build backends).
+func carriedMounts(p plan.Plan, refs cache.Refs) builder.Mounts {
+	if p.Recipe == nil || len(p.Recipe.Carried) == 0 {
+		return builder.Mounts{}
+	}
+	m := builder.Mounts{Helper: p.Recipe.BaseImage, Import: refs.MountsImport, Export: refs.MountsExport}
+	for _, c := range p.Recipe.Carried {
+		m.Carried = append(m.Carried, builder.Mount{ID: c.ID, Path: c.Path})
+	}
+	return m
+}
+
 func (r *run) pushImage(ctx context.Context) error {
 	e := r.cfg.Env
 	r.cfg.Log.Printf("push", "pushing %s", e.ImageTag)
@@ -351,16 +374,24 @@ func (r *run) pushImage(ctx context.Context) error {
 	}
 	r.out.ImageDigest = digest
 	r.cfg.Log.Printf("push", "pushed %s@%s", e.ImageTag, digest)
-	if r.req.Cache.Export != "" {
+	if r.req.Cache.Export != "" && r.exportsAfterReport() {
 		r.cfg.Log.Printf("push", "cache: exported to %s after this build is reported (the lines prefixed cache: in the runner's log)", r.req.Cache.Export)
 	}
 	return nil
 }
 
+// exportsAfterReport says whether the backend's cache export is left for
+// after SUCCEEDED: BuildKit's mode=max export compresses every stage's
+// layers, which the platform should not wait for. The engine's inline
+// cache is one more manifest, pushed with the image.
+func (r *run) exportsAfterReport() bool {
+	return r.cfg.Env.Backend() == contract.BackendBuildKit
+}
+
 // exportCache is Outcome.AfterReport.
 func (r *run) exportCache(ctx context.Context) {
 	defer r.bld.Close()
-	if r.req.Cache.Export == "" {
+	if r.req.Cache.Export == "" || !r.exportsAfterReport() {
 		return
 	}
 	if t := r.cfg.Timeouts.Cache; t > 0 {

@@ -44,10 +44,24 @@ type Recipe struct {
 	// .dockerignore written when the repository has none (nil when it has one).
 	Dockerfile   string `json:"-"`
 	Dockerignore string `json:"-"`
+	// Carried are the cache mounts a new builder should start with, from
+	// the last build's: BaseImage has the shell and cp that move them.
+	Carried []CarriedMount `json:"carriedCaches,omitempty"`
 	// Notes are lines for the build log (a version that did not parse, an
 	// image pulled by tag).
 	Notes []string `json:"-"`
 	hints detect.Hints
+}
+
+// CarriedMount is a BuildKit cache mount that the runner carries from one
+// builder to the next as an image of its own next to the registry cache:
+// cache mounts stay in the daemon that made them, and no registry cache
+// exports them.
+type CarriedMount struct {
+	// ID is the mount's id in the Dockerfile.
+	ID string `json:"id"`
+	// Path is where the build step sees it, for the log.
+	Path string `json:"path"`
 }
 
 func (r *Recipe) describe() string {
@@ -115,6 +129,7 @@ func (t Template) Recipe(src Source) (*Recipe, error) {
 		return nil, err
 	}
 	b.rec.Dockerfile = b.df.String()
+	b.rec.Carried = b.df.carried
 	if !r.exists(".dockerignore") {
 		b.rec.Dockerignore = b.dockerignore()
 	}

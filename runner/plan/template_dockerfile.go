@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -20,6 +21,8 @@ type dockerfile struct {
 	b        strings.Builder
 	platform string
 	cacheKey string
+	// carried are the mounts of carriedCaches this Dockerfile uses, in order.
+	carried []CarriedMount
 }
 
 func (d *dockerfile) String() string { return d.b.String() }
@@ -70,10 +73,24 @@ type cache struct {
 	locked bool
 }
 
+// carriedCaches are the cache mounts worth carrying to a new builder (see
+// CarriedMount): those whose emptiness makes a build step run cold although
+// every layer before it came from the registry cache. Next's .next/cache
+// holds its webpack caches; Go's module cache is what go build reads the
+// modules from (the go mod download layer is empty: the modules are in the
+// mount), and its build cache keeps the standard library and dependencies
+// compiled. Package managers' download caches are left out: they only help
+// an install that the registry cache does not already hold as a layer.
+var carriedCaches = map[string]bool{"next": true, "gomod": true, "gobuild": true}
+
 func (d *dockerfile) mountFlags(mounts []cache) string {
 	var b strings.Builder
 	for _, m := range mounts {
-		fmt.Fprintf(&b, "--mount=type=cache,id=%s,target=%s", d.cacheID(m.name), m.target)
+		id := d.cacheID(m.name)
+		if carriedCaches[m.name] && !slices.ContainsFunc(d.carried, func(c CarriedMount) bool { return c.ID == id }) {
+			d.carried = append(d.carried, CarriedMount{ID: id, Path: m.target})
+		}
+		fmt.Fprintf(&b, "--mount=type=cache,id=%s,target=%s", id, m.target)
 		if m.locked {
 			b.WriteString(",sharing=locked")
 		}

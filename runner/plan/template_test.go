@@ -716,3 +716,43 @@ func TestNextBuildKeepsOneServerActionsKeyPerCacheMount(t *testing.T) {
 		}
 	}
 }
+
+// Carried mounts are the ones whose step runs cold on a new builder
+// without them; each is a cache mount the Dockerfile really has, used on
+// the recipe's base image (which the runner's helper runs them through).
+func TestRecipeCarriesTheMountsABuildStepLivesOn(t *testing.T) {
+	for app, want := range map[string][]string{
+		"next":    {"/app/.next/cache"},
+		"go-chi":  {"/go/pkg/mod", "/root/.cache/go-build"},
+		"express": nil,
+		"flask":   nil,
+	} {
+		t.Run(app, func(t *testing.T) {
+			rec, err := Template{}.Recipe(detected(t, app))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range rec.Carried {
+				got = append(got, c.Path)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("carried %v, want %v", got, want)
+			}
+			df := parse(t, rec.Dockerfile)
+			for _, c := range rec.Carried {
+				found := false
+				for _, s := range df.stages {
+					for _, r := range runs(s) {
+						for _, m := range cacheMounts(r) {
+							found = found || (m.CacheID == c.ID && m.Target == c.Path)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("carried mount %+v is not a cache mount of the Dockerfile", c)
+				}
+			}
+		})
+	}
+}

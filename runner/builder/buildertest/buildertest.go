@@ -38,6 +38,9 @@ type Harness struct {
 	// ExportsIntermediateStages is true when the backend's cache export
 	// keeps the stages that are not the final image (mode=max).
 	ExportsIntermediateStages bool
+	// CarriesCacheMounts is true when the backend carries Cache.Mounts to
+	// a new builder.
+	CarriesCacheMounts bool
 }
 
 // Run runs the suite; each test gets the harness.
@@ -53,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"NewBuilderIsWarmFromTheRegistryCache", newBuilderIsWarm},
 		{"NewBranchStartsWarmFromTheDefaultBranch", newBranchStartsWarm},
 		{"RefusedCacheExportStillSucceeds", refusedCacheExport},
+		{"CacheMountsReachANewBuilder", cacheMountsReachANewBuilder},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -102,8 +106,9 @@ func request(t *testing.T, h Harness, dir, repo string) builder.Request {
 }
 
 // buildAndPush runs Build, Push and then ExportCache, as the runner does,
-// fails the test on an error, and returns the result with the build's and
-// the cache export's output.
+// fails the test on an error, and returns the result with the build's
+// output and the push's and cache export's together (an engine exports its
+// inline cache with the push).
 func buildAndPush(t *testing.T, b builder.Builder, req builder.Request) (builder.Result, string, string) {
 	t.Helper()
 	ctx := testCtx(t, 5*time.Minute)
@@ -119,7 +124,7 @@ func buildAndPush(t *testing.T, b builder.Builder, req builder.Request) (builder
 	var cacheOut bytes.Buffer
 	b.ExportCache(ctx, req, &cacheOut)
 	t.Logf("build output:\n%s\npush output:\n%s\ncache export output:\n%s", out.String(), pushOut.String(), cacheOut.String())
-	return res, out.String(), cacheOut.String()
+	return res, out.String(), pushOut.String() + cacheOut.String()
 }
 
 func buildsAndPushes(t *testing.T, h Harness) {
@@ -361,6 +366,52 @@ func newBranchStartsWarm(t *testing.T, h Harness) {
 	}
 }
 
+// mountDockerfile's build step says what its cache mount held from an
+// earlier build, then leaves this build's source there.
+const mountDockerfile = `FROM %s
+COPY src.txt /src.txt
+RUN --mount=type=cache,id=suite-carried,target=/carried echo "the mount held: $(cat /carried/stamp 2>/dev/null || echo nothing)"; cp /src.txt /carried/stamp
+`
+
+func cacheMountsReachANewBuilder(t *testing.T, h Harness) {
+	cacheRef := h.Registry.Ref("suite/mounts", "buildcache")
+	mounts := builder.Mounts{
+		Carried: []builder.Mount{{ID: "suite-carried", Path: "/carried"}},
+		Helper:  h.BaseImage,
+		Import:  []string{h.Registry.Ref("suite/mounts", "buildcache-mounts")},
+		Export:  h.Registry.Ref("suite/mounts", "buildcache-mounts"),
+	}
+	build := func(src string) (string, string) {
+		dir := app(t, fmt.Sprintf(mountDockerfile, h.BaseImage), map[string]string{"src.txt": src})
+		req := request(t, h, dir, "suite/mounts")
+		req.Cache = builder.Cache{Import: []string{cacheRef}, Export: cacheRef, Mounts: mounts}
+		_, out, cacheOut := buildAndPush(t, h.NewBuilder(t), req)
+		return out, cacheOut
+	}
+	out, cacheOut := build("version one")
+	if !strings.Contains(out, "the mount held: nothing") {
+		t.Errorf("the first build's mount was not empty:\n%s", out)
+	}
+
+	// A brand-new builder, the next commit.
+	out, _ = build("version two")
+	if !h.CarriesCacheMounts {
+		if !strings.Contains(out, "the mount held: nothing") {
+			t.Errorf("a backend that carries no mounts showed one on a new builder:\n%s", out)
+		}
+		return
+	}
+	if !strings.Contains(cacheOut, "cache mounts: exported to "+mounts.Export) {
+		t.Errorf("the export does not say the mounts were exported:\n%s", cacheOut)
+	}
+	if !strings.Contains(out, "the mount held: version one") {
+		t.Errorf("the build step on a new builder did not find the last build's mount:\n%s", out)
+	}
+	if !strings.Contains(out, "cache mounts: /carried: restored") {
+		t.Errorf("the build log does not say the mount was restored:\n%s", out)
+	}
+}
+
 func refusedCacheExport(t *testing.T, h Harness) {
 	req := request(t, h, depsApp(t, h, "refused cache\n"), "suite/nocache")
 	refused := h.Other.Ref("suite/nocache", "buildcache")
@@ -379,8 +430,9 @@ func refusedCacheExport(t *testing.T, h Harness) {
 	if stored, err := h.Registry.ManifestDigest(ctx, "suite/nocache", "v1"); err != nil || stored != digest {
 		t.Errorf("image not pushed as reported: %s vs %s (%v)", digest, stored, err)
 	}
-	if n := strings.Count(cacheOut.String(), "export to "+refused+" failed"); n != 1 {
-		t.Errorf("%d lines say the cache export failed, want exactly 1:\n%s", n, cacheOut.String())
+	exportOut := pushOut.String() + cacheOut.String()
+	if n := strings.Count(exportOut, "export to "+refused+" failed"); n != 1 {
+		t.Errorf("%d lines say the cache export failed, want exactly 1:\n%s", n, exportOut)
 	}
 }
 
