@@ -71,7 +71,14 @@ type cache struct {
 	name, target string
 	// locked: the tool cannot share the directory with a concurrent build (apt).
 	locked bool
+	// fromStage makes it no cache but target bound read-write from that
+	// stage, the step's writes to it thrown away (see bindFrom).
+	fromStage string
 }
+
+// bindFrom lends a step a stage's directory without copying it into the
+// step's layers.
+func bindFrom(stage, target string) cache { return cache{target: target, fromStage: stage} }
 
 // carriedCaches are the cache mounts worth carrying to a new builder (see
 // CarriedMount): those whose emptiness makes a build step run cold although
@@ -86,6 +93,10 @@ var carriedCaches = map[string]bool{"next": true, "gomod": true, "gobuild": true
 func (d *dockerfile) mountFlags(mounts []cache) string {
 	var b strings.Builder
 	for _, m := range mounts {
+		if m.fromStage != "" {
+			fmt.Fprintf(&b, "--mount=type=bind,from=%s,source=%s,target=%s,rw ", m.fromStage, m.target, m.target)
+			continue
+		}
 		id := d.cacheID(m.name)
 		if carriedCaches[m.name] && !slices.ContainsFunc(d.carried, func(c CarriedMount) bool { return c.ID == id }) {
 			d.carried = append(d.carried, CarriedMount{ID: id, Path: m.target})

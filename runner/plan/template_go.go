@@ -27,8 +27,8 @@ func (b *tbuild) golang() error {
 		runtime = b.image("debian", "", 0)
 	}
 	b.rec.RuntimeImage = runtime
-	mod := cache{"gomod", "/go/pkg/mod", false}
-	gobuild := cache{"gobuild", "/root/.cache/go-build", false}
+	mod := cache{name: "gomod", target: "/go/pkg/mod"}
+	gobuild := cache{name: "gobuild", target: "/root/.cache/go-build"}
 
 	b.header()
 	df.from(builder, "build")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -46,7 +47,7 @@ var nodePMs = map[string]nodePM{
 		install:   "npm ci", installNoLock: "npm install",
 		prod: "npm ci --omit=dev", prodNoLock: "npm install --omit=dev",
 		run:   "npm run",
-		cache: cache{"npm", "/root/.npm", false},
+		cache: cache{name: "npm", target: "/root/.npm"},
 	},
 	"pnpm": {
 		lockfiles: []string{"pnpm-lock.yaml"},
@@ -55,7 +56,7 @@ var nodePMs = map[string]nodePM{
 		install:   "pnpm install --frozen-lockfile --store-dir /pnpm/store", installNoLock: "pnpm install --store-dir /pnpm/store",
 		prod: "pnpm install --frozen-lockfile --prod --store-dir /pnpm/store", prodNoLock: "pnpm install --prod --store-dir /pnpm/store",
 		run:   "pnpm run",
-		cache: cache{"pnpm", "/pnpm/store", false},
+		cache: cache{name: "pnpm", target: "/pnpm/store"},
 	},
 	"yarn": {
 		lockfiles: []string{"yarn.lock"},
@@ -63,7 +64,7 @@ var nodePMs = map[string]nodePM{
 		install:   "yarn install --frozen-lockfile --cache-folder /yarn-cache", installNoLock: "yarn install --cache-folder /yarn-cache",
 		prod: "yarn install --frozen-lockfile --production --cache-folder /yarn-cache", prodNoLock: "yarn install --production --cache-folder /yarn-cache",
 		run:   "yarn run",
-		cache: cache{"yarn", "/yarn-cache", false},
+		cache: cache{name: "yarn", target: "/yarn-cache"},
 	},
 	"yarn-berry": {
 		lockfiles: []string{"yarn.lock"},
@@ -73,7 +74,7 @@ var nodePMs = map[string]nodePM{
 		// Berry prunes only with the workspace-tools plugin in older
 		// versions: the runtime keeps the build's dependencies.
 		run:   "yarn run",
-		cache: cache{"yarn-berry", "/root/.yarn/berry/cache", false},
+		cache: cache{name: "yarn-berry", target: "/root/.yarn/berry/cache"},
 	},
 	"bun": {
 		lockfiles: []string{"bun.lock", "bun.lockb"},
@@ -81,7 +82,7 @@ var nodePMs = map[string]nodePM{
 		install:   "bun install --frozen-lockfile", installNoLock: "bun install",
 		prod: "bun install --frozen-lockfile --production", prodNoLock: "bun install --production",
 		run:   "bun run",
-		cache: cache{"bun", "/root/.bun/install/cache", false},
+		cache: cache{name: "bun", target: "/root/.bun/install/cache"},
 	},
 }
 
@@ -167,7 +168,7 @@ func (b *tbuild) node() error {
 	}
 	mounts := []cache{pm.cache}
 	if pm.setup != "" {
-		mounts = append(mounts, cache{"corepack", "/root/.cache/node/corepack", false})
+		mounts = append(mounts, cache{name: "corepack", target: "/root/.cache/node/corepack"})
 	}
 
 	df := b.df
@@ -181,12 +182,22 @@ func (b *tbuild) node() error {
 	} else {
 		b.nodeDeps("deps", image, pm, lock, install, mounts)
 		df.blank()
-		df.line("FROM deps AS build")
+		buildMounts, prelude := mounts, ""
+		if prod != "" {
+			// The runtime takes production dependencies from their own
+			// stage, so the build borrows the full install instead of
+			// building on it: the build's layers never hold node_modules,
+			// and no step deletes it after every build (20,000 files for
+			// create-next-app: 3 s of unlinks on overlayfs, warm or cold).
+			b.nodeStage("build", image, pm)
+			buildMounts = append(slices.Clone(mounts), bindFrom("deps", "/app/node_modules"))
+		} else {
+			df.line("FROM deps AS build")
+		}
 		df.copy("", []string{"."}, "./")
 		df.env("NODE_ENV", "production")
-		buildMounts, prelude := mounts, ""
 		if d.Framework == "next" {
-			buildMounts = append(buildMounts, cache{"next", "/app/.next/cache", false})
+			buildMounts = append(buildMounts, cache{name: "next", target: "/app/.next/cache"})
 			df.env("NEXT_TELEMETRY_DISABLED", "1")
 			prelude = nextServerActionsKey
 			df.line("# Next.js makes a new Server Actions key in every container build, which")
@@ -194,8 +205,6 @@ func (b *tbuild) node() error {
 		}
 		b.buildStepAfter(prelude, buildCmd, buildMounts...)
 		if prod != "" {
-			// The runtime gets production dependencies from their own stage.
-			df.run("rm -rf node_modules")
 			df.blank()
 			b.nodeDeps("prod-deps", image, pm, lock, prod, mounts)
 		}
@@ -244,9 +253,9 @@ func (b *tbuild) node() error {
 const nextServerActionsKey = `k=.next/cache/af-server-actions-key; [ -s "$k" ] || head -c 32 /dev/urandom | base64 > "$k"; ` +
 	`export NEXT_SERVER_ACTIONS_ENCRYPTION_KEY="${NEXT_SERVER_ACTIONS_ENCRYPTION_KEY:-$(cat "$k")}"; `
 
-// nodeDeps writes a stage that installs dependencies from the lockfile.
-func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install string, mounts []cache) {
-	df, r := b.df, b.repo
+// nodeStage starts a stage in /app with the package manager ready.
+func (b *tbuild) nodeStage(stage, image string, pm nodePM) {
+	df := b.df
 	df.from(image, stage)
 	df.line("WORKDIR /app")
 	// Package binaries on PATH, as npm run puts them, for BUILD_COMMAND too.
@@ -255,6 +264,12 @@ func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install
 		df.env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0")
 		df.run(pm.setup)
 	}
+}
+
+// nodeDeps writes a stage that installs dependencies from the lockfile.
+func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install string, mounts []cache) {
+	df, r := b.df, b.repo
+	b.nodeStage(stage, image, pm)
 	files := append([]string{"package.json"}, lock...)
 	for _, e := range pm.extra {
 		if r.isFile(e) {
@@ -279,7 +294,7 @@ func (b *tbuild) nodeStatic(pm nodePM, image string, lock []string, install, bui
 	b.rec.RuntimeImage = server
 	mounts := []cache{pm.cache}
 	if pm.setup != "" {
-		mounts = append(mounts, cache{"corepack", "/root/.cache/node/corepack", false})
+		mounts = append(mounts, cache{name: "corepack", target: "/root/.cache/node/corepack"})
 	}
 	b.header()
 	b.nodeDeps("deps", image, pm, lock, install, mounts)

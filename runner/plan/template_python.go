@@ -14,7 +14,7 @@ func (b *tbuild) python() error {
 	b.rec.Template = "python"
 	image := b.image("python", d.Versions["python"], 2)
 	b.rec.BaseImage, b.rec.RuntimeImage = image, image
-	pip := cache{"pip", "/root/.cache/pip", false}
+	pip := cache{name: "pip", target: "/root/.cache/pip"}
 
 	start, needs, err := b.pythonStart()
 	if err != nil {
@@ -52,14 +52,14 @@ func (b *tbuild) python() error {
 			installAfterSource = b.rec.Install
 		}
 	case "poetry":
-		poetry := cache{"poetry", "/root/.cache/pypoetry", false}
+		poetry := cache{name: "poetry", target: "/root/.cache/pypoetry"}
 		mounts = append(mounts, poetry)
 		df.run(`python3 -m venv /opt/poetry && /opt/poetry/bin/pip install "poetry>=1.8,<3"`, pip)
 		df.copy("", []string{"pyproject.toml", "poetry.lock"}, "./")
 		b.rec.Install = "poetry install --only main --no-root --no-interaction"
 		df.run("/opt/poetry/bin/"+b.rec.Install, pip, poetry)
 	case "uv":
-		uv := cache{"uv", "/root/.cache/uv", false}
+		uv := cache{name: "uv", target: "/root/.cache/uv"}
 		mounts = append(mounts, uv)
 		df.env("UV_PROJECT_ENVIRONMENT", "/venv", "UV_LINK_MODE", "copy", "UV_COMPILE_BYTECODE", "1")
 		// The tools live in venvs of their own, so /venv holds only the app's packages.

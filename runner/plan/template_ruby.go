@@ -28,7 +28,7 @@ func (b *tbuild) ruby() error {
 	builder := b.image("ruby-build", d.Versions["ruby"], 2)
 	runtime := b.image("ruby", d.Versions["ruby"], 2)
 	b.rec.BaseImage, b.rec.RuntimeImage = builder, runtime
-	bundle := cache{"bundler", "/usr/local/bundle/cache", false}
+	bundle := cache{name: "bundler", target: "/usr/local/bundle/cache"}
 	envs := []string{"BUNDLE_WITHOUT", "development:test", "RACK_ENV", "production", "APP_ENV", "production"}
 	if rails {
 		envs = append(envs, "RAILS_ENV", "production", "RAILS_LOG_TO_STDOUT", "1", "RAILS_SERVE_STATIC_FILES", "1")
@@ -72,7 +72,7 @@ func (b *tbuild) ruby() error {
 	if len(libs) > 0 {
 		sortStrings(libs)
 		df.run("apt-get update && apt-get install -y --no-install-recommends "+strings.Join(libs, " ")+" && rm -rf /var/lib/apt/lists/*",
-			cache{"apt", "/var/cache/apt", true})
+			cache{name: "apt", target: "/var/cache/apt", locked: true})
 	}
 	df.line("WORKDIR /app")
 	df.env(envs...)

@@ -58,8 +58,8 @@ func (b *tbuild) rust() error {
 	own := b.src.BuildCommand != "" || b.src.StartCommand != "" || d.StartCommand != ""
 	runtime := b.image("debian", "", 0)
 	b.rec.BaseImage, b.rec.RuntimeImage = builder, runtime
-	registry := cache{"cargo-registry", "/usr/local/cargo/registry", false}
-	git := cache{"cargo-git", "/usr/local/cargo/git", false}
+	registry := cache{name: "cargo-registry", target: "/usr/local/cargo/registry"}
+	git := cache{name: "cargo-git", target: "/usr/local/cargo/git"}
 	locked := ""
 	files := []string{"Cargo.toml"}
 	if r.isFile("Cargo.lock") {

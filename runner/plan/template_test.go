@@ -412,6 +412,48 @@ func TestBuildCommandReplacesTheBuildStepAsOneScript(t *testing.T) {
 	}
 }
 
+// A Node build whose runtime takes production dependencies from their own
+// stage borrows the full install through a bind mount: its layers never
+// hold node_modules, so no step has to delete it after the build. A
+// standalone Next.js app (no production install) still builds on the deps.
+func TestNodeBuildBorrowsTheInstallItDoesNotShip(t *testing.T) {
+	for _, app := range []string{"nestjs", "next"} {
+		rec, err := Template{}.Recipe(detected(t, app))
+		if err != nil {
+			t.Fatal(err)
+		}
+		df := parse(t, rec.Dockerfile)
+		build, ok := df.stage("build")
+		if !ok {
+			t.Fatalf("%s: no build stage", app)
+		}
+		if build.BaseName == "deps" {
+			t.Errorf("%s: the build stage is built on the deps stage, so its layers carry node_modules", app)
+		}
+		var borrowed bool
+		for _, r := range runs(build) {
+			if slices.Contains(r.CmdLine, "rm -rf node_modules") {
+				t.Errorf("%s: the build stage still deletes node_modules", app)
+			}
+			if err := r.Expand(func(w string) (string, error) { return w, nil }); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range instructions.GetMounts(r) {
+				if m.Type == instructions.MountTypeBind && m.From == "deps" && m.Source == "/app/node_modules" &&
+					m.Target == "/app/node_modules" && !m.ReadOnly {
+					borrowed = true
+				}
+			}
+		}
+		if !borrowed {
+			t.Errorf("%s: no build step binds deps' node_modules read-write:\n%s", app, rec.Dockerfile)
+		}
+		if _, ok := df.stage("prod-deps"); !ok {
+			t.Errorf("%s: no prod-deps stage for the runtime", app)
+		}
+	}
+}
+
 func TestSelection(t *testing.T) {
 	ps := Planners{Nixpacks: Nixpacks{Bin: "/nonexistent/nixpacks"}}
 	cases := []struct {
