@@ -33,14 +33,16 @@ buildkitd:
 # Every test: unit, the real Kubernetes API tests, the builder suite on both
 # backends (dockerd and buildkitd), and the end-to-end suite against a real
 # dockerd, buildkitd, registry and git server.
-test: deps-race
+# The assets are built first, each on its own line: a failing build script
+# inside `VAR=$$(...) go test` would go unnoticed and leave VAR empty.
+test: deps-race kube buildkitd
 	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
 		$(GO) test -race -count=1 -timeout 45m $(PKGS)
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
 
-e2e: deps
+e2e: deps buildkitd
 	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) $(GO) test -count=1 -v -timeout 45m ./runner/e2e/
 
 # The production path on a real single-node Kubernetes (internal/e2enode):
@@ -90,7 +92,7 @@ bench:
 # One dispatch with its default settings on a real kube-apiserver: 400
 # webhooks and API calls, 50 at a time, redeliveries and duplicates
 # included; prints throughput, p50/p99 and apiserver requests per build.
-bench-dispatch:
+bench-dispatch: kube
 	KUBEBUILDER_ASSETS=$$(bash tools/kube/build.sh) $(GO) test -run '^$$' -bench BenchmarkDispatchLoad -benchtime 1x -timeout 20m ./functions/dispatch/
 
 # Each real app (Express, Go, Flask, the default create-next-app project)
@@ -100,7 +102,7 @@ bench-dispatch:
 # against the raw git + docker pipeline (bench-overhead). Needs root and the
 # network to the npm registry and Go module proxy. APPS=nextjs picks some;
 # the Markdown table is left in bin/bench-build.md.
-bench-build: deps build
+bench-build: deps build buildkitd
 	@mkdir -p $(BIN)
 	AF_TEST_BUILDKITD=$$(bash tools/buildkitd/build.sh) \
 		$(GO) run ./internal/bench/benchbuild $(if $(APPS),-apps $(APPS)) -markdown $(BIN)/bench-build.md

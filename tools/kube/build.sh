@@ -86,7 +86,9 @@ echo "built in $(( $(date +%s) - start ))s" >&2
 
 for bin in "${want[@]}"; do
 	case "$bin" in
-	etcd) "$out/etcd" --version | head -1 >&2 ;;
+	# sed reads it all: with head, etcd could die of SIGPIPE, and pipefail
+	# then ended the script before it printed the directory.
+	etcd) "$out/etcd" --version | sed -n 1p >&2 ;;
 	*) "$out/$bin" --version >&2 ;;
 	esac
 done

@@ -27,6 +27,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +47,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // KubeVersion is the kube-apiserver version tools/kube/build.sh builds.
@@ -145,6 +148,14 @@ func start() (*Env, error) {
 	if err := checkAssets(dir); err != nil {
 		return nil, err
 	}
+	// envtest looks in KUBEBUILDER_ASSETS whenever it is set, even empty
+	// (then for "etcd" on $PATH): it must name the directory checked here.
+	if err := os.Setenv("KUBEBUILDER_ASSETS", dir); err != nil {
+		return nil, err
+	}
+	// envtest says why a start attempt failed only through
+	// controller-runtime's logger, and then retries.
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: dir,
 		// Generous: two shared cores and a race-enabled test binary beside.
