@@ -176,6 +176,48 @@ func TestFlaskAppIsBuiltByThePythonTemplateAndAnswersHTTP(t *testing.T) {
 
 // A repository with its own Dockerfile keeps it, even with a package.json
 // a Node template would take.
+// A Node build step borrows the full install through a bind mount from the
+// deps stage: here BUILD_COMMAND needs Express from it, writes a file the
+// runtime serves, and the runtime runs on the production install alone.
+func TestNodeBuildStepSeesTheInstallAndTheRuntimeShipsItsOutput(t *testing.T) {
+	build := `node -e "require('express'); require('fs').writeFileSync('built.txt', 'ok')"`
+	b, res := buildRealApp(t, realapps.Express, map[string]string{"BUILD_COMMAND": build})
+	expectServedApp(t, realapps.Express, b, res)
+	logs, _ := res.Terminal["logs"].(string)
+	if !strings.Contains(logs, "--mount=type=bind,from=deps,source=/app/node_modules,target=/app/node_modules,rw") {
+		t.Errorf("the build step does not bind the deps stage's node_modules")
+	}
+	if strings.Contains(logs, "rm -rf node_modules") {
+		t.Errorf("the build still deletes node_modules")
+	}
+}
+
+// npm makes no node_modules for a package with no dependencies; the build
+// step binds it all the same.
+func TestNodeAppWithABuildScriptAndNoDependenciesBuilds(t *testing.T) {
+	app := realapps.App{Name: "nodeps", Framework: "node", Answer: "built by the build step"}
+	repo, shas := newRepo(t, map[string]gs.File{
+		"package.json": gs.Text(`{"name": "nodeps", "version": "1.0.0", "private": true,
+  "scripts": {"build": "node build.js", "start": "node server.js"}, "engines": {"node": "18"}}
+`),
+		"package-lock.json": gs.Text(`{"name": "nodeps", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+  "packages": {"": {"name": "nodeps", "version": "1.0.0", "engines": {"node": "18"}}}}
+`),
+		"build.js": gs.Text(`require("fs").writeFileSync("greeting.txt", "built by the build step\n");
+`),
+		"server.js": gs.Text(`const greeting = require("fs").readFileSync(__dirname + "/greeting.txt", "utf8");
+require("http").createServer((req, res) => res.end(greeting)).listen(process.env.PORT || 3000);
+`),
+	})
+	needStandIns(t)
+	b := newBuild(t, repo, shas[0])
+	b.Wait = 10 * time.Minute
+	for k, v := range realapps.Express.BuildEnv(baseimage.DefaultMirror) {
+		b.Env[k] = v
+	}
+	expectServedApp(t, app, b, b.run(t))
+}
+
 func TestRepositoryWithADockerfileAndAPackageJSONUsesItsDockerfile(t *testing.T) {
 	files, err := realapps.Express.Files()
 	if err != nil {

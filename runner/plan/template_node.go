@@ -282,7 +282,9 @@ func (b *tbuild) nodeDeps(stage, image string, pm nodePM, lock []string, install
 			df.copy("", []string{e}, "./"+e)
 		}
 	}
-	df.run(install, mounts...)
+	// With nothing to install, npm makes no node_modules, and the stages
+	// that bind or copy it would fail on a missing path.
+	df.run(install+" && mkdir -p node_modules", mounts...)
 }
 
 // nodeStatic builds an SPA and serves its files with Caddy, falling back to

@@ -451,6 +451,18 @@ func TestNodeBuildBorrowsTheInstallItDoesNotShip(t *testing.T) {
 		if _, ok := df.stage("prod-deps"); !ok {
 			t.Errorf("%s: no prod-deps stage for the runtime", app)
 		}
+		// npm makes no node_modules when there is nothing to install, and
+		// BuildKit refuses to bind or copy a path that does not exist.
+		for _, stage := range []string{"deps", "prod-deps"} {
+			s, _ := df.stage(stage)
+			var made bool
+			for _, r := range runs(s) {
+				made = made || strings.HasSuffix(strings.Join(r.CmdLine, " "), "&& mkdir -p node_modules")
+			}
+			if !made {
+				t.Errorf("%s: the %s stage does not make sure node_modules exists", app, stage)
+			}
+		}
 	}
 }
 
