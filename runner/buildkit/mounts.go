@@ -56,7 +56,7 @@ func (b *Builder) restoreMounts(ctx context.Context, req builder.Request, out io
 		if ctx.Err() != nil {
 			return
 		}
-		tried = append(tried, fmt.Sprintf("%s: %s", ref, unwrapMessage(err)))
+		tried = append(tried, fmt.Sprintf("%s: %s", ref, afterRef(unwrapMessage(err), ref)))
 	}
 	fmt.Fprintf(out, "cache mounts: none restored, the build starts with empty ones (%s)\n", strings.Join(tried, "; "))
 }
@@ -176,4 +176,15 @@ func (b *Builder) solveHelper(ctx context.Context, req builder.Request, dockerfi
 	_, err = b.c.Solve(ctx, nil, opt, statuses)
 	<-shown
 	return err
+}
+
+// afterRef is what BuildKit's error says about ref once it stops repeating
+// the reference: "failed to solve: R: failed to resolve source metadata for
+// R: R: not found" is "not found", the usual answer on a repository's first
+// build.
+func afterRef(msg, ref string) string {
+	if i := strings.LastIndex(msg, ref+": "); i >= 0 && i+len(ref)+2 < len(msg) {
+		return msg[i+len(ref)+2:]
+	}
+	return msg
 }
