@@ -215,6 +215,17 @@ func (e *Executor) ensureSecret(ctx context.Context, job *batchv1.Job, secret *c
 		case attempt > 0:
 			return fmt.Errorf("secret %s belongs to another job", secret.Name)
 		}
+		// Another Job's. If that is because this one was rolled back and a
+		// duplicate Submit made a new Job of the same name, the Secret is
+		// the new Job's: replacing it would hand the running build a Secret
+		// owned by a Job that no longer exists, which the collector deletes.
+		current, err := e.client.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err) || err == nil && current.UID != job.UID:
+			return fmt.Errorf("job %s: %w", job.Name, executor.ErrGone)
+		case err != nil:
+			return fmt.Errorf("read job %s: %w", job.Name, err)
+		}
 		// Left over from an earlier Job of the same name whose cleanup has
 		// not happened (no GC yet, or a Cancel that could not delete it).
 		// Its credentials are stale; replace it.

@@ -400,8 +400,7 @@ func TestCancelRemovesASecretLeftWithoutItsJob(t *testing.T) {
 func setRunning(t *testing.T, kube k8s.Interface, ns, name string) {
 	t.Helper()
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
+		keepStartTime(s)
 		s.Active = 1
 		s.Ready = ptr(int32(0))
 		s.Terminating = ptr(int32(0))
@@ -413,21 +412,28 @@ func setRunning(t *testing.T, kube k8s.Interface, ns, name string) {
 func setReported(t *testing.T, kube k8s.Interface, ns, name string) {
 	t.Helper()
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
+		keepStartTime(s)
 		s.Active = 1
 		s.Ready = ptr(int32(1))
 		s.Terminating = ptr(int32(0))
 	})
 }
 
+// keepStartTime sets the start time once, as the controller does: the API
+// server refuses to change it on a running Job (and two writes a second
+// apart would).
+func keepStartTime(s *batchv1.JobStatus) {
+	if s.StartTime == nil {
+		now := metav1.Now()
+		s.StartTime = &now
+	}
+}
+
 func setFinished(t *testing.T, kube k8s.Interface, ns, name string, succeeded bool) {
 	t.Helper()
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
 		now := metav1.Now()
-		if s.StartTime == nil {
-			s.StartTime = &now
-		}
+		keepStartTime(s)
 		s.Active, s.Ready, s.Terminating = 0, ptr(int32(0)), ptr(int32(0))
 		cond := func(tp batchv1.JobConditionType, reason string) batchv1.JobCondition {
 			return batchv1.JobCondition{Type: tp, Status: corev1.ConditionTrue, Reason: reason, LastProbeTime: now, LastTransitionTime: now}

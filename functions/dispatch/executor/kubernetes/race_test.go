@@ -263,3 +263,34 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 		t.Errorf("jobs after the Submits: %d (want only the one being deleted)", len(jobs.Items))
 	}
 }
+
+// A Submit still holding a Job that a failed duplicate rolled back, after
+// another duplicate made the build's new Job and its Secret: the late one
+// must leave that Secret alone. Replacing it (as a stale Secret of an
+// earlier Job) gave the released build a Secret owned by a Job that no
+// longer exists, which the garbage collector deletes under the running
+// build.
+func TestASubmitWhoseJobWasReplacedLeavesTheNewJobsSecret(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	ctx := context.Background()
+	h, err := ex.Submit(ctx, sampleBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, h.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolledBack := current.DeepCopy()
+	rolledBack.UID = types.UID("the-job-a-failed-duplicate-rolled-back")
+	_, secret, err := Render(ex.cfg, sampleBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := ex.ensureSecret(ctx, rolledBack, secret); !errors.Is(err, executor.ErrGone) {
+		t.Errorf("ensureSecret for a replaced Job = %v, want ErrGone", err)
+	}
+	assertOneJobAndSecret(t, env.Kube, ns, sampleBuild().Env.BuildJobID)
+}
