@@ -174,11 +174,9 @@ func TestFlaskAppIsBuiltByThePythonTemplateAndAnswersHTTP(t *testing.T) {
 	}
 }
 
-// A repository with its own Dockerfile keeps it, even with a package.json
-// a Node template would take.
 // A Node build step borrows the full install through a bind mount from the
-// deps stage: here BUILD_COMMAND needs Express from it, writes a file the
-// runtime serves, and the runtime runs on the production install alone.
+// deps stage: here BUILD_COMMAND needs Express from it and writes into the
+// build's output, and the runtime runs on the production install alone.
 func TestNodeBuildStepSeesTheInstallAndTheRuntimeShipsItsOutput(t *testing.T) {
 	build := `node -e "require('express'); require('fs').writeFileSync('built.txt', 'ok')"`
 	b, res := buildRealApp(t, realapps.Express, map[string]string{"BUILD_COMMAND": build})
@@ -193,7 +191,7 @@ func TestNodeBuildStepSeesTheInstallAndTheRuntimeShipsItsOutput(t *testing.T) {
 }
 
 // npm makes no node_modules for a package with no dependencies; the build
-// step binds it all the same.
+// step's bind of it and the runtime's copy of it work all the same.
 func TestNodeAppWithABuildScriptAndNoDependenciesBuilds(t *testing.T) {
 	app := realapps.App{Name: "nodeps", Framework: "node", Answer: "built by the build step"}
 	repo, shas := newRepo(t, map[string]gs.File{
@@ -218,6 +216,8 @@ require("http").createServer((req, res) => res.end(greeting)).listen(process.env
 	expectServedApp(t, app, b, b.run(t))
 }
 
+// A repository with its own Dockerfile keeps it, even with a package.json
+// a Node template would take.
 func TestRepositoryWithADockerfileAndAPackageJSONUsesItsDockerfile(t *testing.T) {
 	files, err := realapps.Express.Files()
 	if err != nil {
