@@ -21,7 +21,7 @@ type dockerfile struct {
 	b        strings.Builder
 	platform string
 	cacheKey string
-	// carried are the mounts of carriedCaches this Dockerfile uses, in order.
+	// carried are the carried mounts this Dockerfile uses, in order.
 	carried []CarriedMount
 }
 
@@ -71,6 +71,15 @@ type cache struct {
 	name, target string
 	// locked: the tool cannot share the directory with a concurrent build (apt).
 	locked bool
+	// carried: worth carrying to a new builder (see CarriedMount), as a
+	// build step that lives on it runs cold without it although every
+	// layer before it came from the registry cache: Next's .next/cache
+	// (its webpack caches), Go's module cache (what go build reads the
+	// modules from: the go mod download layer is empty) and build cache
+	// (the standard library and dependencies compiled). Package managers'
+	// download caches are not: they only help an install that the
+	// registry cache does not already hold as a layer.
+	carried bool
 	// fromStage makes it no cache but target bound read-write from that
 	// stage, the step's writes to it thrown away (see bindFrom).
 	fromStage string
@@ -80,16 +89,6 @@ type cache struct {
 // step's layers.
 func bindFrom(stage, target string) cache { return cache{target: target, fromStage: stage} }
 
-// carriedCaches are the cache mounts worth carrying to a new builder (see
-// CarriedMount): those whose emptiness makes a build step run cold although
-// every layer before it came from the registry cache. Next's .next/cache
-// holds its webpack caches; Go's module cache is what go build reads the
-// modules from (the go mod download layer is empty: the modules are in the
-// mount), and its build cache keeps the standard library and dependencies
-// compiled. Package managers' download caches are left out: they only help
-// an install that the registry cache does not already hold as a layer.
-var carriedCaches = map[string]bool{"next": true, "gomod": true, "gobuild": true}
-
 func (d *dockerfile) mountFlags(mounts []cache) string {
 	var b strings.Builder
 	for _, m := range mounts {
@@ -98,7 +97,7 @@ func (d *dockerfile) mountFlags(mounts []cache) string {
 			continue
 		}
 		id := d.cacheID(m.name)
-		if carriedCaches[m.name] && !slices.ContainsFunc(d.carried, func(c CarriedMount) bool { return c.ID == id }) {
+		if m.carried && !slices.ContainsFunc(d.carried, func(c CarriedMount) bool { return c.ID == id }) {
 			d.carried = append(d.carried, CarriedMount{ID: id, Path: m.target})
 		}
 		fmt.Fprintf(&b, "--mount=type=cache,id=%s,target=%s", id, m.target)

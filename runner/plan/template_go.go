@@ -27,8 +27,8 @@ func (b *tbuild) golang() error {
 		runtime = b.image("debian", "", 0)
 	}
 	b.rec.RuntimeImage = runtime
-	mod := cache{name: "gomod", target: "/go/pkg/mod"}
-	gobuild := cache{name: "gobuild", target: "/root/.cache/go-build"}
+	mod := cache{name: "gomod", target: "/go/pkg/mod", carried: true}
+	gobuild := cache{name: "gobuild", target: "/root/.cache/go-build", carried: true}
 
 	b.header()
 	df.from(builder, "build")

@@ -197,7 +197,7 @@ func (b *tbuild) node() error {
 		df.copy("", []string{"."}, "./")
 		df.env("NODE_ENV", "production")
 		if d.Framework == "next" {
-			buildMounts = append(buildMounts, cache{name: "next", target: "/app/.next/cache"})
+			buildMounts = append(buildMounts, cache{name: "next", target: "/app/.next/cache", carried: true})
 			df.env("NEXT_TELEMETRY_DISABLED", "1")
 			prelude = nextServerActionsKey
 			df.line("# Next.js makes a new Server Actions key in every container build, which")

@@ -130,15 +130,20 @@ func cmdOf(t *testing.T, s instructions.Stage) *instructions.CmdCommand {
 	return cmd
 }
 
-// cacheMounts are r's cache mounts, their options evaluated as the
-// frontend does (with nothing to substitute).
+// cacheMounts are r's cache mounts.
 func cacheMounts(r *instructions.RunCommand) []*instructions.Mount {
+	return mountsOf(r, instructions.MountTypeCache)
+}
+
+// mountsOf are r's mounts of type typ, their options evaluated as the
+// frontend does (with nothing to substitute).
+func mountsOf(r *instructions.RunCommand, typ instructions.MountType) []*instructions.Mount {
 	if err := r.Expand(func(word string) (string, error) { return word, nil }); err != nil {
 		panic(err)
 	}
 	var out []*instructions.Mount
 	for _, m := range instructions.GetMounts(r) {
-		if m.Type == instructions.MountTypeCache {
+		if m.Type == typ {
 			out = append(out, m)
 		}
 	}
@@ -435,12 +440,8 @@ func TestNodeBuildBorrowsTheInstallItDoesNotShip(t *testing.T) {
 			if slices.Contains(r.CmdLine, "rm -rf node_modules") {
 				t.Errorf("%s: the build stage still deletes node_modules", app)
 			}
-			if err := r.Expand(func(w string) (string, error) { return w, nil }); err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range instructions.GetMounts(r) {
-				if m.Type == instructions.MountTypeBind && m.From == "deps" && m.Source == "/app/node_modules" &&
-					m.Target == "/app/node_modules" && !m.ReadOnly {
+			for _, m := range mountsOf(r, instructions.MountTypeBind) {
+				if m.From == "deps" && m.Source == "/app/node_modules" && m.Target == "/app/node_modules" && !m.ReadOnly {
 					borrowed = true
 				}
 			}

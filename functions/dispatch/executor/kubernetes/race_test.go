@@ -273,15 +273,7 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 func TestASubmitWhoseJobWasReplacedLeavesTheNewJobsSecret(t *testing.T) {
 	t.Parallel()
 	ex, env, ns := newTestExecutor(t)
-	ctx := context.Background()
-	h, err := ex.Submit(ctx, sampleBuild())
-	if err != nil {
-		t.Fatal(err)
-	}
-	current, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, h.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	current := submitJob(t, ex, env, ns, sampleBuild().Env.BuildJobID)
 	rolledBack := current.DeepCopy()
 	rolledBack.UID = types.UID("the-job-a-failed-duplicate-rolled-back")
 	_, secret, err := Render(ex.cfg, sampleBuild())
@@ -289,7 +281,7 @@ func TestASubmitWhoseJobWasReplacedLeavesTheNewJobsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := ex.ensureSecret(ctx, rolledBack, secret); !errors.Is(err, executor.ErrGone) {
+	if err := ex.ensureSecret(context.Background(), rolledBack, secret); !errors.Is(err, executor.ErrGone) {
 		t.Errorf("ensureSecret for a replaced Job = %v, want ErrGone", err)
 	}
 	assertOneJobAndSecret(t, env.Kube, ns, sampleBuild().Env.BuildJobID)
