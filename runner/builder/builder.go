@@ -37,8 +37,8 @@ type Cache struct {
 	Import []string
 	// Export receives the cache after a successful build; "" for none.
 	Export string
-	// Mounts are the cache mounts carried from builder to builder; the
-	// docker backend does not carry them.
+	// Mounts are the cache mounts carried from builder to builder
+	// (RestoreMounts, ExportMounts).
 	Mounts Mounts
 }
 
@@ -89,9 +89,11 @@ type Builder interface {
 	// Push uploads what Build made to req.Tag and returns the manifest
 	// digest the registry stored.
 	Push(ctx context.Context, req Request, out io.Writer) (string, error)
-	// ExportCache exports the registry cache of what Push pushed to
-	// req.Cache.Export (nothing when it is ""). The runner calls it once the
-	// build is reported, so its failure is one line in out, never an error.
+	// ExportCache exports what the backend left for after the report: the
+	// registry cache of what Push pushed, where it did not go with the push,
+	// and the carried cache mounts. Push has said in its log what follows.
+	// The runner calls it once the build is reported, so its failure is one
+	// line in out, never an error.
 	ExportCache(ctx context.Context, req Request, out io.Writer)
 	Close() error
 }

@@ -199,7 +199,7 @@ func (b *Builder) Build(ctx context.Context, req builder.Request, out io.Writer)
 		}}
 		cacheOpt = &c
 	}
-	b.restoreMounts(ctx, req, out)
+	builder.RestoreMounts(ctx, req, b.helperBuild(req), out)
 	progress, err := builder.NewProgress(out)
 	if err != nil {
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot show the build's progress", err)
@@ -323,13 +323,17 @@ func (b *Builder) Push(ctx context.Context, req builder.Request, out io.Writer) 
 		if ctx.Err() != nil {
 			return "", failure.Wrap(failure.Transient, "push stopped before it finished", s.err)
 		}
-		return "", builder.ClassifyPushError(unwrapMessage(s.err))
+		return "", builder.ClassifyPushError(builder.DaemonMessage(s.err))
 	}
 	pushed := s.resp.ExporterResponse[exptypes.ExporterImageDigestKey]
 	if pushed == "" {
 		return "", failure.Wrap(failure.Infrastructure, "buildkitd did not report a digest for the pushed image", nil)
 	}
 	b.export = s.cache
+	if s.cache != nil {
+		fmt.Fprintf(out, "cache: exported to %s after this build is reported (the lines prefixed cache: in the runner's log)\n", req.Cache.Export)
+		builder.MountsExportFollows(req, out)
+	}
 	return pushed, nil
 }
 
@@ -348,7 +352,8 @@ func (b *Builder) ExportCache(ctx context.Context, req builder.Request, out io.W
 	}
 	// The mounts go after the layers: the next build gains more from
 	// those, and the export's time limit may end this.
-	defer b.exportMounts(ctx, req, out)
+	defer builder.ExportMounts(ctx, req, b.helperBuild(req), out)
+	fmt.Fprintf(out, "exporting to %s (mode=max)\n", ref)
 	progress, err := builder.NewProgress(out)
 	if err != nil {
 		fmt.Fprintf(out, "export to %s failed (the build goes on): %v\n", ref, err)
@@ -374,7 +379,7 @@ func (b *Builder) ExportCache(ctx context.Context, req builder.Request, out io.W
 	case ctx.Err() != nil:
 		fmt.Fprintf(out, "export to %s stopped: %v\n", ref, context.Cause(ctx))
 	default:
-		fmt.Fprintf(out, "export to %s failed (the build goes on): %s\n", ref, unwrapMessage(err))
+		fmt.Fprintf(out, "export to %s failed (the build goes on): %s\n", ref, builder.DaemonMessage(err))
 	}
 }
 
@@ -425,15 +430,5 @@ func authProvider(req builder.Request) session.Attachable {
 // classify turns a failed solve into a classified error with BuildKit's own
 // message (without the gRPC wrapping) for the user.
 func classify(err error) error {
-	return builder.ClassifyBuildError(unwrapMessage(err), err)
-}
-
-// unwrapMessage strips gRPC's "rpc error: code = Unknown desc = " from a
-// daemon's error, which says nothing to a user.
-func unwrapMessage(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, " desc = "); i >= 0 && strings.HasPrefix(msg, "rpc error:") {
-		msg = msg[i+len(" desc = "):]
-	}
-	return msg
+	return builder.ClassifyBuildError(builder.DaemonMessage(err), err)
 }

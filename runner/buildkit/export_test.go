@@ -41,16 +41,3 @@ func TestCacheExportLogShowsOnlyTheExport(t *testing.T) {
 		t.Fatalf("an update about Dockerfile steps only was kept: %+v", got)
 	}
 }
-
-func TestMountsRestoreFailureSaysWhatItFoundOnce(t *testing.T) {
-	ref := "127.0.0.1:5000/acme/app:buildcache-mounts"
-	for msg, want := range map[string]string{
-		"failed to solve: " + ref + ": failed to resolve source metadata for " + ref + ": " + ref + ": not found": "not found",
-		"failed to solve: process \"/bin/sh -c cp -a\" did not complete successfully: exit code: 1":               "failed to solve: process \"/bin/sh -c cp -a\" did not complete successfully: exit code: 1",
-		"failed to solve: " + ref + ": ": "failed to solve: " + ref + ": ",
-	} {
-		if got := afterRef(msg, ref); got != want {
-			t.Errorf("afterRef(%q) = %q, want %q", msg, got, want)
-		}
-	}
-}

@@ -21,7 +21,7 @@ func TestBuilderSuite(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	h := buildertest.Harness{ExportsIntermediateStages: true, CarriesCacheMounts: true}
+	h := buildertest.Harness{ExportsIntermediateStages: true}
 	var err error
 	if h.Registry, err = registry.Start(ctx, registry.Options{}); err != nil {
 		t.Fatal(err)

@@ -44,40 +44,11 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot read the Dockerfile directory", err)
 	}
 
-	// The session outlives the build request: BuildKit keeps calling back into
-	// it until the stream ends.
-	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSession()
-	sess, err := session.NewSession(sessCtx, "af-builder")
+	sessionID, stopSession, err := e.startSession(ctx, req, filesync.StaticDirSource{"context": ctxFS, "dockerfile": dfFS})
 	if err != nil {
-		return builder.Result{}, failure.Wrap(failure.Infrastructure, "cannot start a BuildKit session", err)
+		return builder.Result{}, err
 	}
-	sess.Allow(filesync.NewFSSyncProvider(filesync.StaticDirSource{"context": ctxFS, "dockerfile": dfFS}))
-	sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-		AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
-			if req.RegistryUser != "" && host == req.RegistryHost {
-				return types.AuthConfig{Username: req.RegistryUser, Password: req.RegistryToken, ServerAddress: host}, nil
-			}
-			return types.AuthConfig{}, nil
-		},
-	}))
-	sessDone := make(chan error, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				sessDone <- fmt.Errorf("buildkit session crashed: %v", r)
-				stopSession()
-			}
-		}()
-		sessDone <- sess.Run(sessCtx, func(ctx context.Context, proto string, meta map[string][]string) (net.Conn, error) {
-			return e.cli.DialHijack(ctx, "/session", proto, meta)
-		})
-	}()
-	defer func() {
-		sess.Close()
-		stopSession()
-		<-sessDone
-	}()
+	defer stopSession()
 
 	var plats []ocispec.Platform
 	if req.Platform != "" {
@@ -94,9 +65,10 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 		inline := "1"
 		args = map[string]*string{"BUILDKIT_INLINE_CACHE": &inline}
 	}
+	builder.RestoreMounts(ctx, req, e.helperBuild(req), out)
 	res, err := e.cli.ImageBuild(ctx, nil, client.ImageBuildOptions{
 		Version:       build.BuilderBuildKit,
-		SessionID:     sess.ID(),
+		SessionID:     sessionID,
 		BuildID:       req.BuildID,
 		RemoteContext: "client-session",
 		Dockerfile:    req.DockerfileName,
@@ -133,6 +105,46 @@ func (e *Engine) Build(ctx context.Context, req builder.Request, out io.Writer) 
 		}
 	}
 	return built, nil
+}
+
+// startSession opens the BuildKit session a build on the engine calls back
+// into: the directories it reads, and the registry credentials for the
+// build's registry only. stop ends it once the build's stream is read.
+func (e *Engine) startSession(ctx context.Context, req builder.Request, dirs filesync.StaticDirSource) (id string, stop func(), err error) {
+	// The session outlives the build request: BuildKit keeps calling back into
+	// it until the stream ends.
+	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sess, err := session.NewSession(sessCtx, "af-builder")
+	if err != nil {
+		cancel()
+		return "", nil, failure.Wrap(failure.Infrastructure, "cannot start a BuildKit session", err)
+	}
+	sess.Allow(filesync.NewFSSyncProvider(dirs))
+	sess.Allow(authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+			if req.RegistryUser != "" && host == req.RegistryHost {
+				return types.AuthConfig{Username: req.RegistryUser, Password: req.RegistryToken, ServerAddress: host}, nil
+			}
+			return types.AuthConfig{}, nil
+		},
+	}))
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("buildkit session crashed: %v", r)
+				cancel()
+			}
+		}()
+		done <- sess.Run(sessCtx, func(ctx context.Context, proto string, meta map[string][]string) (net.Conn, error) {
+			return e.cli.DialHijack(ctx, "/session", proto, meta)
+		})
+	}()
+	return sess.ID(), func() {
+		sess.Close()
+		cancel()
+		<-done
+	}, nil
 }
 
 // buildFailed classifies a build error and, when ours was the side that gave

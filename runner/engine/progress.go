@@ -19,6 +19,26 @@ import (
 // buildStream reads the engine's JSON message stream for a BuildKit build,
 // feeds BuildKit's progress to p, and returns the image id.
 func buildStream(ctx context.Context, body io.Reader, p *builder.Progress) (imageID string, err error) {
+	return readStream(body, func(st *bkclient.SolveStatus) error { return p.Send(ctx, st) })
+}
+
+// stepOutput reads the stream of a helper build, writing only what its
+// steps print to out: the helper's own lines, not its steps' progress.
+func stepOutput(body io.Reader, out io.Writer) error {
+	_, err := readStream(body, func(st *bkclient.SolveStatus) error {
+		for _, l := range st.Logs {
+			if _, err := out.Write(l.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// readStream calls status with each of BuildKit's progress updates in the
+// engine's JSON message stream, and returns the image id the stream names.
+func readStream(body io.Reader, status func(*bkclient.SolveStatus) error) (imageID string, err error) {
 	dec := json.NewDecoder(body)
 	for {
 		var m jsonstream.Message
@@ -42,7 +62,7 @@ func buildStream(ctx context.Context, body io.Reader, p *builder.Progress) (imag
 			if err != nil {
 				return imageID, err
 			}
-			if err := p.Send(ctx, st); err != nil {
+			if err := status(st); err != nil {
 				return imageID, err
 			}
 		case "moby.image.id":

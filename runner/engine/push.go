@@ -36,12 +36,15 @@ func (e *Engine) Push(ctx context.Context, req builder.Request, out io.Writer) (
 	} else {
 		fmt.Fprintf(out, "cache: exported to %s (inline cache: the final image's layers only)\n", req.Cache.Export)
 	}
+	builder.MountsExportFollows(req, out)
 	return digest, nil
 }
 
-// ExportCache has nothing left to do: an engine's only registry cache, the
-// inline one, went with the image in Push.
-func (e *Engine) ExportCache(context.Context, builder.Request, io.Writer) {}
+// ExportCache exports the carried cache mounts. The engine's only registry
+// cache, the inline one, went with the image in Push.
+func (e *Engine) ExportCache(ctx context.Context, req builder.Request, out io.Writer) {
+	builder.ExportMounts(ctx, req, e.helperBuild(req), out)
+}
 
 func (e *Engine) exportCache(ctx context.Context, req builder.Request) error {
 	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: req.Tag, Target: req.Cache.Export}); err != nil {

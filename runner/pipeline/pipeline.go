@@ -320,7 +320,7 @@ func (r *run) buildImage(ctx context.Context) error {
 			r.req.Cache = builder.Cache{Import: refs.Import, Export: refs.Export}
 			r.cfg.Log.Printf("build", "cache: importing %s; exporting to %s after success",
 				strings.Join(refs.Import, ", then "), refs.Export)
-			if m := carriedMounts(r.plan, refs); len(m.Carried) > 0 && e.Backend() == contract.BackendBuildKit {
+			if m := carriedMounts(r.plan, refs); len(m.Carried) > 0 {
 				r.req.Cache.Mounts = m
 				var paths []string
 				for _, c := range m.Carried {
@@ -350,8 +350,7 @@ func (r *run) buildImage(ctx context.Context) error {
 }
 
 // carriedMounts are the cache mounts the template asks to carry to a new
-// builder, in the images beside the cache refs. The docker backend carries
-// none: the Engine's builder is not given them (README, Build backends).
+// builder, in the images beside the cache refs.
 func carriedMounts(p plan.Plan, refs cache.Refs) builder.Mounts {
 	if p.Recipe == nil || len(p.Recipe.Carried) == 0 {
 		return builder.Mounts{}
@@ -374,24 +373,16 @@ func (r *run) pushImage(ctx context.Context) error {
 	}
 	r.out.ImageDigest = digest
 	r.cfg.Log.Printf("push", "pushed %s@%s", e.ImageTag, digest)
-	if r.req.Cache.Export != "" && r.exportsAfterReport() {
-		r.cfg.Log.Printf("push", "cache: exported to %s after this build is reported (the lines prefixed cache: in the runner's log)", r.req.Cache.Export)
-	}
 	return nil
 }
 
-// exportsAfterReport says whether the backend's cache export is left for
-// after SUCCEEDED: BuildKit's mode=max export compresses every stage's
-// layers, which the platform should not wait for. The engine's inline
-// cache is one more manifest, pushed with the image.
-func (r *run) exportsAfterReport() bool {
-	return r.cfg.Env.Backend() == contract.BackendBuildKit
-}
-
-// exportCache is Outcome.AfterReport.
+// exportCache is Outcome.AfterReport: what the backend leaves for after
+// SUCCEEDED (BuildKit's mode=max export compresses every stage's layers,
+// the carried mounts are one more build and push), which the platform
+// should not wait for. Push has said what follows.
 func (r *run) exportCache(ctx context.Context) {
 	defer r.bld.Close()
-	if r.req.Cache.Export == "" || !r.exportsAfterReport() {
+	if r.req.Cache.Export == "" {
 		return
 	}
 	if t := r.cfg.Timeouts.Cache; t > 0 {
@@ -400,7 +391,6 @@ func (r *run) exportCache(ctx context.Context) {
 		defer cancel()
 	}
 	start := time.Now()
-	r.cfg.Log.Printf("cache", "exporting to %s", r.req.Cache.Export)
 	w := r.cfg.Log.Writer("cache")
 	r.bld.ExportCache(ctx, r.req, w)
 	w.Close()

@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/session/filesync"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+
+	"github.com/alternatefutures/af-builder/runner/builder"
+)
+
+// helperBuild is builder.HelperBuild on the engine: a build of its own,
+// tagged and pushed through the Engine API when it has somewhere to go, and
+// then untagged (the next helper build makes a new one).
+func (e *Engine) helperBuild(req builder.Request) builder.HelperBuild {
+	return func(ctx context.Context, dockerfile, pushTo string, out io.Writer) error {
+		dir, err := os.MkdirTemp("", "af-mounts-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+			return err
+		}
+		dfFS, err := fsutil.NewFS(dir)
+		if err != nil {
+			return err
+		}
+		sessionID, stopSession, err := e.startSession(ctx, req, filesync.StaticDirSource{"context": dfFS, "dockerfile": dfFS})
+		if err != nil {
+			return err
+		}
+		defer stopSession()
+		nonce, value := builder.HelperNonce(req)
+		opts := client.ImageBuildOptions{
+			Version:       build.BuilderBuildKit,
+			SessionID:     sessionID,
+			RemoteContext: "client-session",
+			Dockerfile:    "Dockerfile",
+			BuildArgs:     map[string]*string{nonce: &value},
+			NetworkMode:   "none",
+			Remove:        true,
+			ForceRemove:   true,
+		}
+		if req.Platform != "" {
+			pl, err := platforms.Parse(req.Platform)
+			if err != nil {
+				return err
+			}
+			opts.Platforms = []ocispec.Platform{pl}
+		}
+		if pushTo != "" {
+			opts.Tags = []string{pushTo}
+		}
+		res, err := e.cli.ImageBuild(ctx, nil, opts)
+		if err != nil {
+			return err
+		}
+		err = stepOutput(res.Body, out)
+		res.Body.Close()
+		if err != nil || pushTo == "" {
+			return err
+		}
+		defer func() {
+			_, _ = e.cli.ImageRemove(context.WithoutCancel(ctx), pushTo, client.ImageRemoveOptions{})
+		}()
+		_, err = e.push(ctx, pushTo, req, io.Discard)
+		return err
+	}
+}
