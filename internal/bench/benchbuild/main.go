@@ -23,9 +23,14 @@ func main() {
 	md := flag.String("markdown", "", "also write the table as Markdown to this file")
 	runner := flag.String("runner", "", "runner binary (default: built from this checkout)")
 	quiet := flag.Bool("q", false, "print only the table")
+	logs := flag.String("logs", "", "keep every runner's log in this directory")
+	newBuilder := flag.Bool("new-builder", true, "also measure each backend on a new builder (the registry cache columns)")
 	flag.Parse()
 
-	o := buildbench.Options{RunnerBin: *runner, Log: os.Stderr, Extra: buildbench.NewBuilderMeasures()}
+	o := buildbench.Options{RunnerBin: *runner, Log: os.Stderr, LogDir: *logs}
+	if *newBuilder {
+		o.Extra = buildbench.NewBuilderMeasures()
+	}
 	if *quiet {
 		o.Log = nil
 	}

@@ -66,6 +66,9 @@ type Options struct {
 	// Extra measures run after the warm build of each app, each filling
 	// its own column.
 	Extra []Measure
+	// LogDir keeps every runner's log (<build id>.log) once the run ends,
+	// to see where a build's time went; "" drops them.
+	LogDir string
 }
 
 // Measure is one more measurement per app, e.g. a warm build on a new
@@ -84,6 +87,7 @@ type Harness struct {
 	Sink      *callbacksink.Sink
 	Log       io.Writer
 	tmp       string
+	logDir    string
 	seq       int
 }
 
@@ -289,7 +293,7 @@ func (h *Harness) Build(ctx context.Context, dockerHost string, w *Workload, sha
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	logPath := filepath.Join(h.tmp, id+".log")
+	logPath := filepath.Join(h.logDir, id+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return Result{}, err
@@ -373,7 +377,13 @@ func start(ctx context.Context, o Options) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Harness{Log: o.Log, tmp: tmp, RunnerBin: o.RunnerBin}
+	h := &Harness{Log: o.Log, tmp: tmp, logDir: tmp, RunnerBin: o.RunnerBin}
+	if o.LogDir != "" {
+		if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+			return nil, err
+		}
+		h.logDir = o.LogDir
+	}
 	ok := false
 	defer func() {
 		if !ok {

@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"NewBranchStartsWarmFromTheDefaultBranch", newBranchStartsWarm},
 		{"RefusedCacheExportStillSucceeds", refusedCacheExport},
 		{"CacheMountsReachANewBuilder", cacheMountsReachANewBuilder},
+		{"CarriedMountsStayOnTheirBuilder", carriedMountsStayOnTheirBuilder},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -370,28 +371,38 @@ COPY src.txt /src.txt
 RUN --mount=type=cache,id=suite-carried,target=/carried echo "the mount held: $(cat /carried/stamp 2>/dev/null || echo nothing)"; cp /src.txt /carried/stamp
 `
 
-func cacheMountsReachANewBuilder(t *testing.T, h Harness) {
-	cacheRef := h.Registry.Ref("suite/mounts", "buildcache")
-	mounts := builder.Mounts{
-		Carried: []builder.Mount{{ID: "suite-carried", Path: "/carried"}},
+// mountsBuild builds mountDockerfile with src, carrying its mount through
+// the images of repo, on b or else a new builder; it returns the build's
+// output and the push's and export's.
+func mountsBuild(t *testing.T, h Harness, b builder.Builder, repo, src string) (mounts builder.Mounts, out, cacheOut string) {
+	cacheRef := h.Registry.Ref(repo, "buildcache")
+	mounts = builder.Mounts{
+		Carried: []builder.Mount{{ID: "suite-carried-" + strings.ReplaceAll(repo, "/", "-"), Path: "/carried"}},
 		Helper:  h.BaseImage,
-		Import:  []string{h.Registry.Ref("suite/mounts", "buildcache-mounts")},
-		Export:  h.Registry.Ref("suite/mounts", "buildcache-mounts"),
+		Import:  []string{h.Registry.Ref(repo, "buildcache-mounts")},
+		Export:  h.Registry.Ref(repo, "buildcache-mounts"),
 	}
-	build := func(src string) (string, string) {
-		dir := app(t, fmt.Sprintf(mountDockerfile, h.BaseImage), map[string]string{"src.txt": src})
-		req := request(t, h, dir, "suite/mounts")
-		req.Cache = builder.Cache{Import: []string{cacheRef}, Export: cacheRef, Mounts: mounts}
-		_, out, cacheOut := buildAndPush(t, h.NewBuilder(t), req)
-		return out, cacheOut
+	if b == nil {
+		b = h.NewBuilder(t)
 	}
-	out, cacheOut := build("version one")
+	df := strings.ReplaceAll(fmt.Sprintf(mountDockerfile, h.BaseImage), "suite-carried", mounts.Carried[0].ID)
+	req := request(t, h, app(t, df, map[string]string{"src.txt": src}), repo)
+	req.Cache = builder.Cache{Import: []string{cacheRef}, Export: cacheRef, Mounts: mounts}
+	_, out, cacheOut = buildAndPush(t, b, req)
+	return mounts, out, cacheOut
+}
+
+func cacheMountsReachANewBuilder(t *testing.T, h Harness) {
+	build := func(src string) (builder.Mounts, string, string) {
+		return mountsBuild(t, h, nil, "suite/mounts", src)
+	}
+	mounts, out, cacheOut := build("version one")
 	if !strings.Contains(out, "the mount held: nothing") {
 		t.Errorf("the first build's mount was not empty:\n%s", out)
 	}
 
 	// A brand-new builder, the next commit.
-	out, _ = build("version two")
+	_, out, _ = build("version two")
 	if !strings.Contains(cacheOut, "cache mounts: exported to "+mounts.Export+"\n") {
 		t.Errorf("the export does not say the mounts were exported:\n%s", cacheOut)
 	}
@@ -400,6 +411,22 @@ func cacheMountsReachANewBuilder(t *testing.T, h Harness) {
 	}
 	if !strings.Contains(out, "cache mounts: /carried: restored") {
 		t.Errorf("the build log does not say the mount was restored:\n%s", out)
+	}
+}
+
+// On the builder that filled the mount, the restore keeps it, and the
+// build step that follows gets that mount, not a new one: BuildKit gives a
+// step that asks for a mount still held elsewhere (by the restore's
+// finished build, for a moment) a new, empty one.
+func carriedMountsStayOnTheirBuilder(t *testing.T, h Harness) {
+	b := h.NewBuilder(t)
+	mountsBuild(t, h, b, "suite/mounts-kept", "version one")
+	_, out, _ := mountsBuild(t, h, b, "suite/mounts-kept", "version two")
+	if !strings.Contains(out, "cache mounts: /carried: kept this builder's own") {
+		t.Errorf("the restore did not keep the builder's own mount:\n%s", out)
+	}
+	if !strings.Contains(out, "the mount held: version one") {
+		t.Errorf("the build step after the restore did not find its builder's mount:\n%s", out)
 	}
 }
 

@@ -152,12 +152,32 @@ func (e *Executor) rollback(job *batchv1.Job) {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		// Best effort: a Job left behind is suspended, and the reaper
-		// removes it.
+		// removes it. Each call is pinned to the version before it, so a
+		// release in between keeps the Job.
+		unblocked, err := e.unblock(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID, "resourceVersion": job.ResourceVersion})
+		if err != nil {
+			return
+		}
 		_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 			PropagationPolicy: ptr(metav1.DeletePropagationBackground),
-			Preconditions:     &metav1.Preconditions{UID: &job.UID, ResourceVersion: &job.ResourceVersion},
+			Preconditions:     &metav1.Preconditions{UID: &job.UID, ResourceVersion: &unblocked.ResourceVersion},
 		})
 	}()
+}
+
+// unblock removes FinalizerReport from the Job, with meta (preconditions,
+// the reaped mark) in the same patch, and returns the Job as patched. A
+// strategic merge patch removes the one entry without reading the list.
+func (e *Executor) unblock(ctx context.Context, ns, name string, meta map[string]any) (*batchv1.Job, error) {
+	m := map[string]any{"$deleteFromPrimitiveList/finalizers": []string{FinalizerReport}}
+	for k, v := range meta {
+		m[k] = v
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": m})
+	if err != nil {
+		return nil, err
+	}
+	return e.client.BatchV1().Jobs(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
 }
 
 // Wait blocks until the rollbacks of failed Submits have run; serve calls
@@ -176,12 +196,21 @@ func (e *Executor) release(ctx context.Context, job *batchv1.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
+	released, err := e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("release job %s: %w", job.Name, executor.ErrGone)
 	}
 	if err != nil {
 		return fmt.Errorf("release job %s: %w", job.Name, err)
+	}
+	if released.DeletionTimestamp != nil {
+		// Deleted by someone else meanwhile, and held by FinalizerReport.
+		// The caller is told it is gone, so the reaper must not report it
+		// as well: the platform may submit the build again.
+		_, _ = e.unblock(ctx, job.Namespace, job.Name, map[string]any{
+			"uid": job.UID, "annotations": map[string]string{AnnotationReaped: now()},
+		})
+		return fmt.Errorf("release job %s: %w", job.Name, executor.ErrGone)
 	}
 	return nil
 }
@@ -266,6 +295,10 @@ func ownedBy(obj metav1.Object, uid types.UID) bool {
 // period to report CANCELED. The Secret is deleted explicitly as well, so
 // the credentials are gone now rather than when the collector gets to them
 // (and also where no collector runs, as on a bare test API server).
+//
+// The caller reports the build, so the Job is first marked reaped and let
+// go of FinalizerReport, in one patch: the reaper leaves it, and the delete
+// takes effect at once.
 func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
 	if err := validate.BuildJobID(buildJobID); err != nil {
 		return fmt.Errorf("build id %w", err)
@@ -273,6 +306,10 @@ func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
 	name := JobName(buildJobID)
 	ns := e.cfg.Namespace
 
+	_, err := e.unblock(ctx, ns, name, map[string]any{"annotations": map[string]string{AnnotationReaped: now()}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cancel build %s: mark job %s: %w", buildJobID, name, err)
+	}
 	jobErr := e.client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{
 		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
 	})

@@ -280,13 +280,13 @@ func TestSubmitRemovesTheJobWhenTheSecretCannotBeCreated(t *testing.T) {
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)
 	ctx := context.Background()
-	// An identity that may manage Jobs but not Secrets: the Job create
-	// succeeds, the Secret create is forbidden.
+	// An identity that may manage Jobs (as dispatch's Role, infra/k8s) but
+	// not Secrets: the Job create succeeds, the Secret create is forbidden.
 	env.Create(t,
 		&rbacv1.Role{
 			ObjectMeta: metav1.ObjectMeta{Name: "jobs-only", Namespace: ns},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []string{"jobs"},
-				Verbs: []string{"create", "get", "list", "delete"}}},
+				Verbs: []string{"create", "get", "list", "delete", "patch"}}},
 		},
 		&rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "jobs-only", Namespace: ns},

@@ -47,6 +47,14 @@ const (
 	// orders a branch's builds before submission does.
 	AnnotationPushedAt = "af-builder.io/pushed-at"
 
+	// FinalizerReport keeps a build's Job, once deleted, until dispatch has
+	// seen that the build has or will get its terminal status. A Job deleted
+	// by anyone else (kubectl, a clean-up script) before its runner started
+	// leaves nothing that would ever report, and the build would stay
+	// "building" on the platform: the reaper reports it FAILED, then removes
+	// the finalizer. Dispatch's own deletes remove it first.
+	FinalizerReport = "af-builder.io/report"
+
 	// The NetworkPolicy in infra/k8s selects build pods by these two.
 	labelName      = "app.kubernetes.io/name"
 	labelComponent = "app.kubernetes.io/component"
@@ -237,6 +245,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 			Namespace:   cfg.Namespace,
 			Labels:      labels,
 			Annotations: annotations,
+			Finalizers:  []string{FinalizerReport},
 		},
 		Spec: batchv1.JobSpec{
 			// A build is not retried by Kubernetes: a second attempt would

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	k8s "k8s.io/client-go/kubernetes"
@@ -212,6 +213,7 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 	cfg := sampleConfig()
 	cfg.Namespace = ns
 	name := JobName(sampleBuild().Env.BuildJobID)
+	var deleted sync.Once
 	deleteJob := func() {
 		policy := metav1.DeletePropagationBackground
 		if err := env.Kube.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil {
@@ -222,7 +224,7 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 	// Deleted between the create and the release.
 	kube := clientWith(t, env, env.Config.QPS, env.Config.Burst, func(req *http.Request) error {
 		if req.Method == http.MethodPatch && strings.HasSuffix(req.URL.Path, "/jobs/"+name) {
-			deleteJob()
+			deleted.Do(deleteJob)
 		}
 		return nil
 	})
@@ -234,6 +236,11 @@ func TestABuildDeletedWhileItIsSubmittedIsReportedGone(t *testing.T) {
 		t.Errorf("Submit of a build deleted before its release = %v, want ErrGone", err)
 	}
 	creator.Wait()
+	// Let go at once: a Job left for the reaper would be reported FAILED,
+	// for a build its Submit answered gone (the platform may send it again).
+	if _, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the Job deleted before its release is still there (%v)", err)
+	}
 
 	// A duplicate that finds the Job while it is being deleted (a
 	// finalizer holds it there).

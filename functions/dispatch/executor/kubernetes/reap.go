@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,9 +48,26 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 	for i := range jobs {
 		job := &jobs[i]
 		id := job.Annotations[LabelBuildID]
-		if id == "" || job.Annotations[AnnotationReaped] != "" || job.DeletionTimestamp != nil {
-			// Not a build, done already, or being canceled (and Cancel
-			// has reported CANCELED).
+		if id == "" {
+			continue
+		}
+		if job.DeletionTimestamp != nil {
+			if !slices.Contains(job.Finalizers, FinalizerReport) {
+				// Deleted by dispatch (Cancel reported CANCELED), or made
+				// before the finalizer was.
+				continue
+			}
+			reason := deletedVerdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
+			settled, err := e.settleDeleted(ctx, job)
+			if err != nil {
+				return lost, fmt.Errorf("reap build %s: %w", id, err)
+			}
+			if settled && reason != "" {
+				lost = append(lost, executor.Lost{BuildJobID: id, Reason: reason, CallbackURL: callbackURL(job)})
+			}
+			continue
+		}
+		if job.Annotations[AnnotationReaped] != "" {
 			continue
 		}
 		if suspended(job) {
@@ -143,6 +161,56 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 	}
 }
 
+// deletedVerdict decides a build whose Job someone other than dispatch
+// deleted: reason is empty when its runner reported or will (a started
+// runner gets SIGTERM once the Job is gone, and its grace period to report).
+func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
+	switch {
+	case job.Annotations[AnnotationReaped] != "",
+		// Never released: no one was told the build was queued.
+		suspended(job),
+		hasCondition(job, batchv1.JobComplete), hasCondition(job, batchv1.JobSuccessCriteriaMet),
+		job.Status.Ready != nil && *job.Status.Ready > 0 && reportsReady(job):
+		return ""
+	}
+	started := false
+	for i := range pods {
+		for _, cs := range pods[i].Status.ContainerStatuses {
+			if cs.Name == BuilderContainer && (cs.State.Running != nil || cs.State.Terminated != nil) {
+				started = true
+			}
+		}
+	}
+	if !started {
+		return "the build's Job was deleted before its runner started"
+	}
+	if reason, decided := verdict(job, pods); decided {
+		return reason
+	}
+	return ""
+}
+
+// settleDeleted lets a deleted Job go (removes FinalizerReport) and marks it
+// reaped, if it is unchanged since it was listed: of two reapers, only one
+// reports it.
+func (e *Executor) settleDeleted(ctx context.Context, job *batchv1.Job) (bool, error) {
+	_, err := e.unblock(ctx, job.Namespace, job.Name, map[string]any{
+		"uid":             job.UID,
+		"resourceVersion": job.ResourceVersion,
+		"annotations":     map[string]string{AnnotationReaped: now()},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("let deleted job %s go: %w", job.Name, err)
+	}
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
 func builderTerminated(pod *corev1.Pod) *corev1.ContainerStateTerminated {
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.Name == BuilderContainer {
@@ -194,7 +262,7 @@ func callbackURL(job *batchv1.Job) string {
 func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job) (bool, error) {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": job.ResourceVersion,
-		"annotations":     map[string]string{AnnotationReaped: time.Now().UTC().Format(time.RFC3339)},
+		"annotations":     map[string]string{AnnotationReaped: now()},
 	}})
 	if err != nil {
 		return false, err
@@ -262,9 +330,12 @@ func ownedPods(pods []corev1.Pod, uid types.UID) []corev1.Pod {
 	return out
 }
 
-// deleteJob removes a Job the reaper gave up on. Best effort: a Job left
-// behind is marked reaped and looked at no more.
+// deleteJob removes a Job the reaper gave up on (and has marked). Best
+// effort: a Job left behind is marked reaped and looked at no more.
 func (e *Executor) deleteJob(ctx context.Context, job *batchv1.Job) {
+	if _, err := e.unblock(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID}); err != nil {
+		return
+	}
 	_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
 		Preconditions:     &metav1.Preconditions{UID: &job.UID},

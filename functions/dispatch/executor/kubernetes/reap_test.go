@@ -7,6 +7,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/alternatefutures/af-builder/functions/dispatch/executor"
@@ -199,5 +200,111 @@ func TestReapLeavesARunnerKilledAfterItReported(t *testing.T) {
 	lost := reap(t, ex)
 	if len(lost) != 1 || lost[0].BuildJobID != "killed-1" {
 		t.Errorf("Reap = %+v, want only killed-1 (exporting-1 reported before it was killed)", lost)
+	}
+}
+
+// deleteByHand deletes a build's Job as kubectl would: background
+// propagation, no finalizer removed.
+func deleteByHand(t *testing.T, env *kubetest.Env, ns string, job *batchv1.Job) {
+	t.Helper()
+	err := env.Kube.BatchV1().Jobs(ns).Delete(context.Background(), job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func jobGone(t *testing.T, env *kubetest.Env, ns, name string) bool {
+	t.Helper()
+	_, err := env.Kube.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return apierrors.IsNotFound(err)
+}
+
+// A Job deleted by hand before its runner started leaves nothing that
+// would report the build: the reaper does, once, and lets the Job go.
+func TestReapReportsABuildWhoseJobWasDeletedBeforeItsRunnerStarted(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	unscheduled := submitJob(t, ex, env, ns, "deleted-1")
+	pulling := submitJob(t, ex, env, ns, "deleted-2")
+	env.PodOf(t, pulling, corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: BuilderContainer, Image: "runner", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
+	}}})
+	for _, job := range []*batchv1.Job{unscheduled, pulling} {
+		deleteByHand(t, env, ns, job)
+		if jobGone(t, env, ns, job.Name) {
+			t.Fatalf("%s went at once: the finalizer did not hold it for the reaper", job.Name)
+		}
+	}
+
+	got := map[string]string{}
+	for _, l := range reap(t, ex) {
+		got[l.BuildJobID] = l.Reason
+		if l.CallbackURL != sampleBuild().Env.CallbackURL {
+			t.Errorf("%s: CallbackURL = %q, want the runner's own", l.BuildJobID, l.CallbackURL)
+		}
+	}
+	want := "the build's Job was deleted before its runner started"
+	if len(got) != 2 || got["deleted-1"] != want || got["deleted-2"] != want {
+		t.Errorf("Reap = %v, want deleted-1 and deleted-2: %q", got, want)
+	}
+	for _, job := range []*batchv1.Job{unscheduled, pulling} {
+		if !jobGone(t, env, ns, job.Name) {
+			t.Errorf("%s is still there after the reaper reported it", job.Name)
+		}
+	}
+	if again := reap(t, ex); len(again) != 0 {
+		t.Errorf("second Reap = %+v, want nothing", again)
+	}
+}
+
+// A runner that started reports itself when its pod is stopped, which the
+// collector does once the Job is gone; one that reported already (the Job
+// complete) has nothing left to say. The reaper only lets their Jobs go.
+func TestReapLetsADeletedJobGoWhenItsRunnerReportsItself(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	running := submitJob(t, ex, env, ns, "running-del-1")
+	env.PodOf(t, running, corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: BuilderContainer, Image: "runner", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}})
+	setRunning(t, env.Kube, ns, running.Name)
+	done := submitJob(t, ex, env, ns, "done-del-1")
+	setFinished(t, env.Kube, ns, done.Name, true)
+	failed := submitJob(t, ex, env, ns, "failed-del-1")
+	env.PodOf(t, failed, kubetest.Terminated(BuilderContainer, 1, "Error"))
+	setFinished(t, env.Kube, ns, failed.Name, false)
+
+	jobs := []*batchv1.Job{running, done, failed}
+	for _, job := range jobs {
+		deleteByHand(t, env, ns, job)
+	}
+	if lost := reap(t, ex); len(lost) != 0 {
+		t.Errorf("Reap = %+v, want nothing: each runner reports, or did, itself", lost)
+	}
+	for _, job := range jobs {
+		if !jobGone(t, env, ns, job.Name) {
+			t.Errorf("%s is still held by the finalizer", job.Name)
+		}
+	}
+}
+
+// Dispatch's own deletes never wait for the reaper: Cancel has reported.
+func TestCancelDoesNotWaitForTheReaper(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	job := submitJob(t, ex, env, ns, "cancel-fin-1")
+	if err := ex.Cancel(context.Background(), "cancel-fin-1"); err != nil {
+		t.Fatal(err)
+	}
+	if !jobGone(t, env, ns, job.Name) {
+		t.Error("the canceled Job is still there: its finalizer was left on")
+	}
+	if lost := reap(t, ex); len(lost) != 0 {
+		t.Errorf("Reap = %+v after a cancel, want nothing: Cancel's caller reported CANCELED", lost)
 	}
 }
