@@ -298,6 +298,12 @@ func startDispatch(t *testing.T, repo string, extra ...string) *dispatch {
 		}
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			d.dumpPods(t)
+		}
+		// While dispatch runs: its reaper lets go of the finalizer that
+		// holds the Jobs of builds in flight once they are deleted.
+		d.cleanNamespace(t)
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { <-copied; cmd.Wait(); close(done) }()
@@ -309,9 +315,7 @@ func startDispatch(t *testing.T, repo string, extra ...string) *dispatch {
 		}
 		if t.Failed() {
 			t.Logf("dispatch log:\n%s", d.Logs())
-			d.dumpPods(t)
 		}
-		d.cleanNamespace(t)
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {

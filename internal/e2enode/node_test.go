@@ -313,3 +313,39 @@ func statuses(ds []callbacksink.Delivery) []string {
 	}
 	return out
 }
+
+// A Job deleted by hand (kubectl delete job) before its pod could run the
+// runner: nothing on the node would ever report the build. The finalizer
+// holds the Job for the reaper, which reports FAILED once and lets it go;
+// the collector then removes the pod and the Secret.
+func TestJobDeletedBeforeItsRunnerStartsIsReportedOnce(t *testing.T) {
+	t.Parallel()
+	// More CPU than the node has: the pod stays Pending, unschedulable.
+	d := startDispatch(t, "unscheduled", "DIND_CPU_REQUEST=64", "DIND_CPU_LIMIT=64")
+	b := d.push(t, quickApp)
+	d.waitPod(t, b.id, time.Minute, "pod Pending", func(p *corev1.Pod) bool {
+		return p != nil && p.Status.Phase == corev1.PodPending
+	})
+	ctx := context.Background()
+	bg := metav1.DeletePropagationBackground
+	if err := suite.node.Client.BatchV1().Jobs(d.ns).Delete(ctx, b.job, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+		t.Fatal(err)
+	}
+	term := waitTerminal(t, b.id, time.Minute)
+	msg := str(term.Payload["errorMessage"])
+	if term.Status != "FAILED" || term.Payload["errorClass"] != "infrastructure" || !strings.Contains(msg, "Job was deleted while no runner of it was running") {
+		t.Errorf("build ended %s (%v): %s; want FAILED, infrastructure, saying the Job was deleted while no runner ran", term.Status, term.Payload["errorClass"], msg)
+	}
+	waitGone(t, "job "+b.job, time.Minute, func(ctx context.Context) (bool, error) {
+		j, err := d.job(ctx, b.job)
+		return j != nil, err
+	})
+	waitGone(t, "pod of "+b.id, time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := d.pod(ctx, b.id)
+		return p != nil, err
+	})
+	time.Sleep(6 * time.Second) // three more reaper rounds
+	if ts := terminals(b.id); len(ts) != 1 {
+		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
+	}
+}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tonistiigi/fsutil"
 )
 
 // Cache mounts stay in the daemon that filled them, and a registry cache
@@ -84,6 +88,26 @@ func MountsExportFollows(req Request, out io.Writer) {
 	if m := req.Cache.Mounts; len(m.Carried) > 0 && m.Export != "" {
 		fmt.Fprintf(out, "cache mounts: exported to %s after this build is reported\n", m.Export)
 	}
+}
+
+// HelperContext is a helper build's context: a new directory holding only
+// dockerfile, as Dockerfile; remove deletes it.
+func HelperContext(dockerfile string) (_ fsutil.FS, remove func(), _ error) {
+	dir, err := os.MkdirTemp("", "af-mounts-")
+	if err != nil {
+		return nil, nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		remove()
+		return nil, nil, err
+	}
+	fs, err := fsutil.NewFS(dir)
+	if err != nil {
+		remove()
+		return nil, nil, err
+	}
+	return fs, remove, nil
 }
 
 // HelperNonce is the build argument that keeps a helper's RUN step out of

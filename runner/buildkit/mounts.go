@@ -3,8 +3,6 @@ package buildkit
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -17,18 +15,11 @@ import (
 // outside the build's, which shows only what the helper's step prints.
 func (b *Builder) helperBuild(req builder.Request) builder.HelperBuild {
 	return func(ctx context.Context, dockerfile, pushTo string, out io.Writer) error {
-		dir, err := os.MkdirTemp("", "af-mounts-")
+		dfFS, remove, err := builder.HelperContext(dockerfile)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-			return err
-		}
-		dfFS, err := fsutil.NewFS(dir)
-		if err != nil {
-			return err
-		}
+		defer remove()
 		nonce, value := builder.HelperNonce(req)
 		attrs := map[string]string{
 			"filename":           "Dockerfile",

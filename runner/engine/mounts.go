@@ -3,15 +3,12 @@ package engine
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/session/filesync"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/tonistiigi/fsutil"
 
 	"github.com/alternatefutures/af-builder/runner/builder"
 )
@@ -21,18 +18,11 @@ import (
 // then untagged (the next helper build makes a new one).
 func (e *Engine) helperBuild(req builder.Request) builder.HelperBuild {
 	return func(ctx context.Context, dockerfile, pushTo string, out io.Writer) error {
-		dir, err := os.MkdirTemp("", "af-mounts-")
+		dfFS, remove, err := builder.HelperContext(dockerfile)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-			return err
-		}
-		dfFS, err := fsutil.NewFS(dir)
-		if err != nil {
-			return err
-		}
+		defer remove()
 		sessionID, stopSession, err := e.startSession(ctx, req, filesync.StaticDirSource{"context": dfFS, "dockerfile": dfFS})
 		if err != nil {
 			return err

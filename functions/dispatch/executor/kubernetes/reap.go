@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,10 +30,13 @@ const ReleaseTimeout = 10 * time.Minute
 
 // Reap finds the builds whose runner ended without reporting: Jobs that
 // failed, or whose builder container has terminated, and that are not yet
-// marked. Each one is marked with a merge patch that carries the Job's
-// resourceVersion, so of two dispatch instances reaping at once only one
-// reports it; a Job that changed meanwhile is simply looked at next time.
-// Builds whose runner did report are marked too, and not returned.
+// marked, and Jobs someone deleted before their runner started. Each one is
+// marked with a patch that carries the Job's resourceVersion, so of two
+// dispatch instances reaping at once only one reports it; a Job that
+// changed meanwhile is simply looked at next time. Builds whose runner did
+// report are marked too, and not returned. A marked Job no longer carries
+// FinalizerReport: only the Jobs of builds still in flight wait for
+// dispatch when they are deleted.
 func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 	jobs, err := e.listManaged(ctx)
 	if err != nil {
@@ -58,7 +60,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 				continue
 			}
 			reason := deletedVerdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
-			settled, err := e.settleDeleted(ctx, job)
+			settled, err := e.markReaped(ctx, job, true)
 			if err != nil {
 				return lost, fmt.Errorf("reap build %s: %w", id, err)
 			}
@@ -76,7 +78,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			if time.Since(job.CreationTimestamp.Time) < ReleaseTimeout {
 				continue
 			}
-			marked, err := e.markReaped(ctx, job)
+			marked, err := e.markReaped(ctx, job, false)
 			if err != nil {
 				return lost, fmt.Errorf("reap build %s: %w", id, err)
 			}
@@ -88,14 +90,20 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			continue
 		}
 		if JobState(job) == executor.StateSucceeded {
-			// Complete means the builder exited 0: SUCCEEDED went out.
+			// Complete (the builder exited 0) or ready (SUCCEEDED delivered,
+			// the cache export running): the runner reported. Let go at
+			// once, so that finished Jobs never wait on dispatch to be
+			// deleted (with the namespace, say).
+			if _, err := e.markReaped(ctx, job, true); err != nil {
+				return lost, fmt.Errorf("reap build %s: %w", id, err)
+			}
 			continue
 		}
 		reason, decided := verdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
 		if !decided {
 			continue
 		}
-		marked, err := e.markReaped(ctx, job)
+		marked, err := e.markReaped(ctx, job, true)
 		if err != nil {
 			return lost, fmt.Errorf("reap build %s: %w", id, err)
 		}
@@ -182,31 +190,12 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 		}
 	}
 	if !started {
-		return "the build's Job was deleted before its runner started"
+		return "the build's Job was deleted while no runner of it was running"
 	}
 	if reason, decided := verdict(job, pods); decided {
 		return reason
 	}
 	return ""
-}
-
-// settleDeleted lets a deleted Job go (removes FinalizerReport) and marks it
-// reaped, if it is unchanged since it was listed: of two reapers, only one
-// reports it.
-func (e *Executor) settleDeleted(ctx context.Context, job *batchv1.Job) (bool, error) {
-	_, err := e.unblock(ctx, job.Namespace, job.Name, map[string]any{
-		"uid":             job.UID,
-		"resourceVersion": job.ResourceVersion,
-		"annotations":     map[string]string{AnnotationReaped: now()},
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		return false, nil
-	default:
-		return false, fmt.Errorf("let deleted job %s go: %w", job.Name, err)
-	}
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
@@ -257,17 +246,15 @@ func callbackURL(job *batchv1.Job) string {
 }
 
 // markReaped sets AnnotationReaped if the Job is unchanged since it was
-// listed. It reports false when another reaper, or a status update, got
-// there first.
-func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job) (bool, error) {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+// listed, and with letGo removes FinalizerReport in the same patch (a Job
+// someone deleted then goes). It reports false when another reaper, or a
+// status update, got there first.
+func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job, letGo bool) (bool, error) {
+	_, err := e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{
+		"uid":             job.UID,
 		"resourceVersion": job.ResourceVersion,
 		"annotations":     map[string]string{AnnotationReaped: now()},
-	}})
-	if err != nil {
-		return false, err
-	}
-	_, err = e.client.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: managerName})
+	}, letGo)
 	switch {
 	case err == nil:
 		return true, nil
@@ -333,7 +320,7 @@ func ownedPods(pods []corev1.Pod, uid types.UID) []corev1.Pod {
 // deleteJob removes a Job the reaper gave up on (and has marked). Best
 // effort: a Job left behind is marked reaped and looked at no more.
 func (e *Executor) deleteJob(ctx context.Context, job *batchv1.Job) {
-	if _, err := e.unblock(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID}); err != nil {
+	if _, err := e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID}, true); err != nil {
 		return
 	}
 	_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,9 +83,23 @@ func TestReapLeavesBuildsWhoseRunnerReported(t *testing.T) {
 	if lost := reap(t, ex); len(lost) != 0 {
 		t.Fatalf("Reap = %+v, want nothing: the runner delivered FAILED itself", lost)
 	}
-	for _, id := range []string{"failed-1", "badconfig-1"} {
+	succeeded := submitJob(t, ex, env, ns, "succeeded-1")
+	setFinished(t, env.Kube, ns, succeeded.Name, true)
+	if lost := reap(t, ex); len(lost) != 0 {
+		t.Fatalf("Reap = %+v, want nothing: the runner delivered SUCCEEDED itself", lost)
+	}
+	for _, id := range []string{"failed-1", "badconfig-1", "succeeded-1"} {
 		if !reaped(t, env, ns, id) {
 			t.Errorf("%s is not marked, so every Reap would look at it again", id)
+		}
+		// Finished: its deletion (the TTL, the namespace's) must not wait
+		// for dispatch.
+		job, err := env.Kube.BatchV1().Jobs(ns).Get(context.Background(), JobName(id), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(job.Finalizers, FinalizerReport) {
+			t.Errorf("%s still carries %s once finished", id, FinalizerReport)
 		}
 	}
 }
@@ -248,7 +263,7 @@ func TestReapReportsABuildWhoseJobWasDeletedBeforeItsRunnerStarted(t *testing.T)
 			t.Errorf("%s: CallbackURL = %q, want the runner's own", l.BuildJobID, l.CallbackURL)
 		}
 	}
-	want := "the build's Job was deleted before its runner started"
+	want := "the build's Job was deleted while no runner of it was running"
 	if len(got) != 2 || got["deleted-1"] != want || got["deleted-2"] != want {
 		t.Errorf("Reap = %v, want deleted-1 and deleted-2: %q", got, want)
 	}
