@@ -29,7 +29,9 @@ import (
 // BuildKit cache manifest or an image with inline cache metadata), and
 // inline cache metadata in the image itself, which Push also tags as
 // req.Cache.Export. The engine cannot export a cache of intermediate stages
-// (mode=max): that needs the buildkit backend.
+// (mode=max): that needs the buildkit backend. The cache mounts the plan
+// carries are restored first (builder.RestoreMounts) and exported after the
+// report (ExportCache), by helper builds of their own.
 //
 // The build context travels over a BuildKit session (filesync), not as a tar
 // upload: only files the Dockerfile needs are sent, and .dockerignore is
