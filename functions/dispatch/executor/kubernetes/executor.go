@@ -155,7 +155,7 @@ func (e *Executor) rollback(job *batchv1.Job) {
 		// Best effort: a Job left behind is suspended, and the reaper
 		// removes it. Each call is pinned to the version before it, so a
 		// release in between keeps the Job.
-		unblocked, err := e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID, "resourceVersion": job.ResourceVersion}, true)
+		unblocked, err := e.letGo(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID, "resourceVersion": job.ResourceVersion})
 		if err != nil {
 			return
 		}
@@ -166,15 +166,13 @@ func (e *Executor) rollback(job *batchv1.Job) {
 	}()
 }
 
-// patchMeta patches the Job's metadata with meta (preconditions such as
-// uid and resourceVersion, annotations) and, with letGo, removes
-// FinalizerReport in the same patch; it returns the Job as patched. A
-// strategic merge patch removes the one entry without reading the list.
-func (e *Executor) patchMeta(ctx context.Context, ns, name string, meta map[string]any, letGo bool) (*batchv1.Job, error) {
+// letGo removes FinalizerReport from the Job, with meta (preconditions
+// such as uid and resourceVersion, annotations) in the same patch, and
+// returns the Job as patched. A strategic merge patch removes the one entry
+// without reading the list.
+func (e *Executor) letGo(ctx context.Context, ns, name string, meta map[string]any) (*batchv1.Job, error) {
 	m := maps.Clone(meta)
-	if letGo {
-		m["$deleteFromPrimitiveList/finalizers"] = []string{FinalizerReport}
-	}
+	m["$deleteFromPrimitiveList/finalizers"] = []string{FinalizerReport}
 	patch, err := json.Marshal(map[string]any{"metadata": m})
 	if err != nil {
 		return nil, err
@@ -209,9 +207,9 @@ func (e *Executor) release(ctx context.Context, job *batchv1.Job) error {
 		// Deleted by someone else meanwhile, and held by FinalizerReport.
 		// The caller is told it is gone, so the reaper must not report it
 		// as well: the platform may submit the build again.
-		_, _ = e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{
+		_, _ = e.letGo(ctx, job.Namespace, job.Name, map[string]any{
 			"uid": job.UID, "annotations": map[string]string{AnnotationReaped: now()},
-		}, true)
+		})
 		return fmt.Errorf("release job %s: %w", job.Name, executor.ErrGone)
 	}
 	return nil
@@ -308,7 +306,7 @@ func (e *Executor) Cancel(ctx context.Context, buildJobID string) error {
 	name := JobName(buildJobID)
 	ns := e.cfg.Namespace
 
-	_, err := e.patchMeta(ctx, ns, name, map[string]any{"annotations": map[string]string{AnnotationReaped: now()}}, true)
+	_, err := e.letGo(ctx, ns, name, map[string]any{"annotations": map[string]string{AnnotationReaped: now()}})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("cancel build %s: mark job %s: %w", buildJobID, name, err)
 	}

@@ -60,7 +60,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 				continue
 			}
 			reason := deletedVerdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
-			settled, err := e.markReaped(ctx, job, true)
+			settled, err := e.markReaped(ctx, job)
 			if err != nil {
 				return lost, fmt.Errorf("reap build %s: %w", id, err)
 			}
@@ -78,7 +78,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			if time.Since(job.CreationTimestamp.Time) < ReleaseTimeout {
 				continue
 			}
-			marked, err := e.markReaped(ctx, job, false)
+			marked, err := e.markReaped(ctx, job)
 			if err != nil {
 				return lost, fmt.Errorf("reap build %s: %w", id, err)
 			}
@@ -94,7 +94,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			// the cache export running): the runner reported. Let go at
 			// once, so that finished Jobs never wait on dispatch to be
 			// deleted (with the namespace, say).
-			if _, err := e.markReaped(ctx, job, true); err != nil {
+			if _, err := e.markReaped(ctx, job); err != nil {
 				return lost, fmt.Errorf("reap build %s: %w", id, err)
 			}
 			continue
@@ -103,7 +103,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 		if !decided {
 			continue
 		}
-		marked, err := e.markReaped(ctx, job, true)
+		marked, err := e.markReaped(ctx, job)
 		if err != nil {
 			return lost, fmt.Errorf("reap build %s: %w", id, err)
 		}
@@ -246,15 +246,15 @@ func callbackURL(job *batchv1.Job) string {
 }
 
 // markReaped sets AnnotationReaped if the Job is unchanged since it was
-// listed, and with letGo removes FinalizerReport in the same patch (a Job
-// someone deleted then goes). It reports false when another reaper, or a
-// status update, got there first.
-func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job, letGo bool) (bool, error) {
-	_, err := e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{
+// listed, and removes FinalizerReport in the same patch: the build is dealt
+// with (a Job someone deleted then goes). It reports false when another
+// reaper, or a status update, got there first.
+func (e *Executor) markReaped(ctx context.Context, job *batchv1.Job) (bool, error) {
+	_, err := e.letGo(ctx, job.Namespace, job.Name, map[string]any{
 		"uid":             job.UID,
 		"resourceVersion": job.ResourceVersion,
 		"annotations":     map[string]string{AnnotationReaped: now()},
-	}, letGo)
+	})
 	switch {
 	case err == nil:
 		return true, nil
@@ -317,12 +317,10 @@ func ownedPods(pods []corev1.Pod, uid types.UID) []corev1.Pod {
 	return out
 }
 
-// deleteJob removes a Job the reaper gave up on (and has marked). Best
-// effort: a Job left behind is marked reaped and looked at no more.
+// deleteJob removes a Job the reaper gave up on, marked and let go of its
+// finalizer. Best effort: a Job left behind is marked reaped and looked at
+// no more.
 func (e *Executor) deleteJob(ctx context.Context, job *batchv1.Job) {
-	if _, err := e.patchMeta(ctx, job.Namespace, job.Name, map[string]any{"uid": job.UID}, true); err != nil {
-		return
-	}
 	_ = e.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
 		Preconditions:     &metav1.Preconditions{UID: &job.UID},
