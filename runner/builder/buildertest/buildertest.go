@@ -372,8 +372,8 @@ RUN --mount=type=cache,id=suite-carried,target=/carried echo "the mount held: $(
 `
 
 // mountsBuild builds mountDockerfile with src, carrying its mount through
-// the images of repo, on b or else a new builder; it returns the build's
-// output and the push's and export's.
+// the images of repo, on b or else a new builder; it returns the mounts it
+// carried, the build's output, and the push's and export's together.
 func mountsBuild(t *testing.T, h Harness, b builder.Builder, repo, src string) (mounts builder.Mounts, out, cacheOut string) {
 	cacheRef := h.Registry.Ref(repo, "buildcache")
 	mounts = builder.Mounts{
