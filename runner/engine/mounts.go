@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"io"
 
@@ -14,8 +15,10 @@ import (
 )
 
 // helperBuild is builder.HelperBuild on the engine: a build of its own,
-// tagged and pushed through the Engine API when it has somewhere to go, and
-// then untagged (the next helper build makes a new one).
+// tagged and pushed through the Engine API when it has somewhere to go. The
+// engine keeps every build's result as an image; the helper's is removed
+// (the next helper build makes a new one), so a long-lived daemon does not
+// collect one per build.
 func (e *Engine) helperBuild(req builder.Request) builder.HelperBuild {
 	return func(ctx context.Context, dockerfile, pushTo string, out io.Writer) error {
 		dfFS, remove, err := builder.HelperContext(dockerfile)
@@ -53,14 +56,18 @@ func (e *Engine) helperBuild(req builder.Request) builder.HelperBuild {
 		if err != nil {
 			return err
 		}
-		err = stepOutput(res.Body, out)
+		id, err := stepOutput(res.Body, out)
 		res.Body.Close()
+		// By its tag when it has one; never forced, so an image anything
+		// else names stays.
+		if ref := cmp.Or(pushTo, id); ref != "" {
+			defer func() {
+				_, _ = e.cli.ImageRemove(context.WithoutCancel(ctx), ref, client.ImageRemoveOptions{PruneChildren: true})
+			}()
+		}
 		if err != nil || pushTo == "" {
 			return err
 		}
-		defer func() {
-			_, _ = e.cli.ImageRemove(context.WithoutCancel(ctx), pushTo, client.ImageRemoveOptions{})
-		}()
 		_, err = e.push(ctx, pushTo, req, io.Discard)
 		return err
 	}

@@ -23,9 +23,10 @@ func buildStream(ctx context.Context, body io.Reader, p *builder.Progress) (imag
 }
 
 // stepOutput reads the stream of a helper build, writing only what its
-// steps print to out: the helper's own lines, not its steps' progress.
-func stepOutput(body io.Reader, out io.Writer) error {
-	_, err := readStream(body, func(st *bkclient.SolveStatus) error {
+// steps print to out: the helper's own lines, not its steps' progress. It
+// returns the id of the image the build left.
+func stepOutput(body io.Reader, out io.Writer) (imageID string, err error) {
+	return readStream(body, func(st *bkclient.SolveStatus) error {
 		for _, l := range st.Logs {
 			if _, err := out.Write(l.Data); err != nil {
 				return err
@@ -33,7 +34,6 @@ func stepOutput(body io.Reader, out io.Writer) error {
 		}
 		return nil
 	})
-	return err
 }
 
 // readStream calls status with each of BuildKit's progress updates in the
