@@ -110,10 +110,13 @@ func HelperContext(dockerfile string) (_ fsutil.FS, remove func(), _ error) {
 	return fs, remove, nil
 }
 
+// nonceArg is the helper Dockerfiles' build argument HelperNonce sets.
+const nonceArg = "AF_NONCE"
+
 // HelperNonce is the build argument that keeps a helper's RUN step out of
 // the daemon's cache: its value differs on every call.
 func HelperNonce(req Request) (name, value string) {
-	return "AF_NONCE", fmt.Sprintf("%s-%d", req.BuildID, time.Now().UnixNano())
+	return nonceArg, fmt.Sprintf("%s-%d", req.BuildID, time.Now().UnixNano())
 }
 
 // mountPoint is where the helper sees the i-th carried mount.
@@ -132,8 +135,8 @@ func restoreDockerfile(m Mounts, seed, platform string) string {
 			`else cp -a /af-seed/%[1]s/. %[2]s/ && echo "cache mounts: %[3]s: restored $(du -sh %[2]s | cut -f1)"; fi; `,
 			c.ID, mountPoint(i), c.Path)
 	}
-	return fmt.Sprintf("FROM %s AS seed\nFROM %s\nARG AF_NONCE\nRUN %sset -e; %s\n",
-		seed, fromImage(m.Helper, platform), flags.String(), strings.TrimSpace(script.String()))
+	return fmt.Sprintf("FROM %s AS seed\nFROM %s\nARG %s\nRUN %sset -e; %s\n",
+		seed, fromImage(m.Helper, platform), nonceArg, flags.String(), strings.TrimSpace(script.String()))
 }
 
 // collectDockerfile copies each mount into a directory named by its id, in
@@ -148,8 +151,8 @@ func collectDockerfile(m Mounts, platform string) string {
 			`else mkdir -p /af-out/%[1]s && cp -a %[2]s/. /af-out/%[1]s/ && echo "cache mounts: %[3]s: $(du -sh /af-out/%[1]s | cut -f1)"; fi; `,
 			c.ID, mountPoint(i), c.Path, maxCarriedKiB)
 	}
-	return fmt.Sprintf("FROM %s AS collect\nARG AF_NONCE\nRUN %sset -e; mkdir -p /af-out; %s\n\nFROM scratch\nCOPY --from=collect /af-out/ /\n",
-		fromImage(m.Helper, platform), flags.String(), strings.TrimSpace(script.String()))
+	return fmt.Sprintf("FROM %s AS collect\nARG %s\nRUN %sset -e; mkdir -p /af-out; %s\n\nFROM scratch\nCOPY --from=collect /af-out/ /\n",
+		fromImage(m.Helper, platform), nonceArg, flags.String(), strings.TrimSpace(script.String()))
 }
 
 func fromImage(image, platform string) string {

@@ -11,10 +11,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/alternatefutures/af-builder/internal/testinfra/dockerd"
-	"github.com/alternatefutures/af-builder/internal/testinfra/registry"
 	"github.com/alternatefutures/af-builder/runner/builder"
-	"github.com/alternatefutures/af-builder/runner/engine"
 )
 
 // The engine keeps every build's result as an image, the mounts helpers'
@@ -27,25 +24,8 @@ func TestCarriedMountsLeaveNoImagesBehind(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reg, err := registry.Start(ctx, registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Stop() })
-	d, err := dockerd.Start(ctx, dockerd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Stop() })
-	base := reg.Ref("base/busybox", "1")
-	if err := pushBusybox(ctx, d.Host(), base, reg); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Connect(d.Host())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	reg, base := registryWithBase(ctx, t)
+	e, d := newEngine(t)
 
 	dir := t.TempDir()
 	df := "FROM " + base + "\nCOPY n /n\nRUN --mount=type=cache,id=kept,target=/m cp /n /m/n\n"

@@ -24,54 +24,67 @@ func TestBuilderSuite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	h := buildertest.Harness{}
+	h.Registry, h.BaseImage = registryWithBase(ctx, t)
 	var err error
-	if h.Registry, err = registry.Start(ctx, registry.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Registry.Stop() })
 	if h.Other, err = registry.Start(ctx, registry.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Other.Stop() })
+	h.NewBuilder = func(t *testing.T) builder.Builder {
+		e, _ := newEngine(t)
+		return e
+	}
+	buildertest.Run(t, h)
+}
 
-	// Every builder pulls the same base from the registry, as in a cluster.
-	h.BaseImage = h.Registry.Ref("base/busybox", "1")
+// registryWithBase starts a registry holding the busybox base every
+// builder pulls from it, as in a cluster, and returns its reference.
+func registryWithBase(ctx context.Context, t *testing.T) (*registry.Registry, string) {
+	t.Helper()
+	reg, err := registry.Start(ctx, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Stop() })
+	base := reg.Ref("base/busybox", "1")
 	seed, err := dockerd.Start(ctx, dockerd.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = pushBusybox(ctx, seed.Host(), h.BaseImage, h.Registry)
+	err = pushBusybox(ctx, seed.Host(), base, reg)
 	if serr := seed.Stop(); serr != nil {
 		t.Error(serr)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, base
+}
 
-	h.NewBuilder = func(t *testing.T) builder.Builder {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		d, err := dockerd.Start(context.Background(), dockerd.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := d.Stop(); err != nil {
-				t.Error(err)
-			}
-		})
-		e, err := engine.Connect(d.Host())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		if _, err := e.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return e
+// newEngine starts a fresh dockerd (an empty data root) for t and returns
+// an Engine on it that answers.
+func newEngine(t *testing.T) (*engine.Engine, *dockerd.Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := dockerd.Start(context.Background(), dockerd.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	buildertest.Run(t, h)
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	e, err := engine.Connect(d.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if _, err := e.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e, d
 }
 
 func pushBusybox(ctx context.Context, host, ref string, reg *registry.Registry) error {
