@@ -265,6 +265,47 @@ func TestKilledRunnerIsReaped(t *testing.T) {
 	}
 }
 
+// A running build's pod deleted from under it, as a node drain or
+// `kubectl delete pod` does: the runner gets SIGTERM and reports FAILED
+// itself, and its pod is gone soon after. The Job controller records the
+// runner's exit in the Job's Failed condition (the pod failure policy), so
+// the reaper, finding a failed Job without a pod, adds no second FAILED.
+func TestPodDeletedMidBuildIsReportedOnceByItsRunner(t *testing.T) {
+	d := startDispatch(t, "drained")
+	b := d.push(t, slowApp())
+	waitLog(t, b.id, "sleep", 4*time.Minute)
+	p := d.waitPod(t, b.id, time.Minute, "builder running", builderRunning)
+
+	ctx := context.Background()
+	if err := suite.node.Client.CoreV1().Pods(d.ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	term := waitTerminal(t, b.id, 2*time.Minute)
+	if msg := str(term.Payload["errorMessage"]); term.Status != "FAILED" || !strings.Contains(msg, "SIGTERM") {
+		t.Errorf("build ended %s: %s; want the runner's FAILED naming SIGTERM", term.Status, msg)
+	}
+	waitGone(t, "pod of "+b.id, 2*time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := d.pod(ctx, b.id)
+		return p != nil, err
+	})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		j, err := d.job(ctx, b.job)
+		if err == nil && j != nil && hasCondition(j, batchv1.JobFailed) {
+			if c := condition(j, batchv1.JobFailed); c.Reason != batchv1.JobReasonPodFailurePolicy {
+				t.Errorf("job failed for %s (%s), want PodFailurePolicy: the runner's exit went unrecorded", c.Reason, c.Message)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not fail after its pod was deleted: %v %+v", b.job, err, j)
+		}
+	}
+	time.Sleep(6 * time.Second) // three reaper rounds
+	if ts := terminals(b.id); len(ts) != 1 {
+		t.Errorf("terminal callbacks %v, want exactly one", statuses(ts))
+	}
+}
+
 // A dind sidecar that never becomes ready: the runner starts anyway (no
 // startup probe holds it back) and fails in phase engine, classed as
 // infrastructure, within its engine timeout.
@@ -298,12 +339,16 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 const halfCPU = "DIND_CPU_REQUEST=500m"
 
 func hasCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
+	return condition(j, c).Type == c
+}
+
+func condition(j *batchv1.Job, c batchv1.JobConditionType) batchv1.JobCondition {
 	for _, cond := range j.Status.Conditions {
 		if cond.Type == c && cond.Status == corev1.ConditionTrue {
-			return true
+			return cond
 		}
 	}
-	return false
+	return batchv1.JobCondition{}
 }
 
 func statuses(ds []callbacksink.Delivery) []string {

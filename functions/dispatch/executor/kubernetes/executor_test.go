@@ -431,6 +431,18 @@ func keepStartTime(s *batchv1.JobStatus) {
 
 func setFinished(t *testing.T, kube k8s.Interface, ns, name string, succeeded bool) {
 	t.Helper()
+	if succeeded {
+		setEnded(t, kube, ns, name, "")
+	} else {
+		setEnded(t, kube, ns, name, batchv1.JobReasonBackoffLimitExceeded)
+	}
+}
+
+// setEnded sets the status the Job controller gives a Job that completed
+// (failedBy empty) or failed for the reason failedBy.
+func setEnded(t *testing.T, kube k8s.Interface, ns, name, failedBy string) {
+	t.Helper()
+	succeeded := failedBy == ""
 	updateJobStatus(t, kube, ns, name, func(s *batchv1.JobStatus) {
 		now := metav1.Now()
 		keepStartTime(s)
@@ -444,7 +456,7 @@ func setFinished(t *testing.T, kube k8s.Interface, ns, name string, succeeded bo
 			s.Conditions = append(s.Conditions, cond(batchv1.JobSuccessCriteriaMet, "CompletionsReached"), cond(batchv1.JobComplete, "CompletionsReached"))
 		} else {
 			s.Failed = 1
-			s.Conditions = append(s.Conditions, cond(batchv1.JobFailureTarget, "BackoffLimitExceeded"), cond(batchv1.JobFailed, "BackoffLimitExceeded"))
+			s.Conditions = append(s.Conditions, cond(batchv1.JobFailureTarget, failedBy), cond(batchv1.JobFailed, failedBy))
 		}
 	})
 }

@@ -255,6 +255,7 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 			Parallelism:             ptr(int32(1)),
 			ActiveDeadlineSeconds:   &deadline,
 			TTLSecondsAfterFinished: ptr(int32(cfg.TTLAfterFinished / time.Second)),
+			PodFailurePolicy:        reportedExitPolicy(),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels: podLabels,
@@ -267,6 +268,25 @@ func Render(cfg Config, b executor.Build) (*batchv1.Job, *corev1.Secret, error) 
 		},
 	}
 	return job, secret, nil
+}
+
+// reportedExitPolicy has the Job controller write down, in the Job's
+// Failed condition, that its runner exited after reporting (exit 1 or 2,
+// contract.RunnerReported). The pod is the only other record of that exit,
+// and it goes when someone deletes it (kubectl delete pod, a node drain):
+// the reaper would then read a failed Job without pods as a lost build and
+// report it a second time. Exit 0 needs no rule: the Job completes. With a
+// policy the Job controller also waits for a deleted pod's final phase
+// before it counts it failed, which is when the exit is known.
+func reportedExitPolicy() *batchv1.PodFailurePolicy {
+	return &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+		Action: batchv1.PodFailurePolicyActionFailJob,
+		OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+			ContainerName: ptr(BuilderContainer),
+			Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
+			Values:        []int32{contract.ExitFailed, contract.ExitBadConfig},
+		},
+	}}}
 }
 
 // validateGrouping checks the fields outside the env contract; they end up

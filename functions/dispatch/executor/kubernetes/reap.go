@@ -159,6 +159,10 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 		return lostReason, true
 	case waiting || !failed:
 		return "", false
+	case exitedReported(job):
+		// Its pod is gone (deleted, drained), but not before the Job
+		// controller read how the runner ended.
+		return "", true
 	case hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded),
 		// The controller sets FailureTarget first and Failed only once the
 		// pods are gone, so the reaper can see the first alone.
@@ -178,6 +182,7 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 		// Never released: no one was told the build was queued.
 		suspended(job),
 		hasCondition(job, batchv1.JobComplete), hasCondition(job, batchv1.JobSuccessCriteriaMet),
+		exitedReported(job),
 		job.Status.Ready != nil && *job.Status.Ready > 0 && reportsReady(job):
 		return ""
 	}
@@ -196,6 +201,13 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 		return reason
 	}
 	return ""
+}
+
+// exitedReported reports whether the Job failed by reportedExitPolicy: its
+// runner exited with a code after which it has reported.
+func exitedReported(job *batchv1.Job) bool {
+	return hasConditionReason(job, batchv1.JobFailureTarget, batchv1.JobReasonPodFailurePolicy) ||
+		hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy)
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }

@@ -178,6 +178,51 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	}
 }
 
+// A runner that reported and then lost its pod (kubectl delete pod, a node
+// drain; the Job deleted too, afterwards) leaves no pod to read its exit
+// from; the Job controller wrote it into the Job's Failed condition
+// (reportedExitPolicy), and the reaper adds no second terminal status. A
+// Job that failed any other way without a pod is still reported.
+func TestReapLeavesABuildWhosePodWentAfterItsRunnerReported(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	drained := submitJob(t, ex, env, ns, "drained-1")
+	setEnded(t, env.Kube, ns, drained.Name, batchv1.JobReasonPodFailurePolicy)
+	deleted := submitJob(t, ex, env, ns, "deleted-after-1")
+	setEnded(t, env.Kube, ns, deleted.Name, batchv1.JobReasonPodFailurePolicy)
+	deleteByHand(t, env, ns, deleted)
+	vanished := submitJob(t, ex, env, ns, "vanished-1")
+	setFinished(t, env.Kube, ns, vanished.Name, false)
+
+	lost := reap(t, ex)
+	if len(lost) != 1 || lost[0].BuildJobID != "vanished-1" {
+		t.Errorf("Reap = %+v, want only vanished-1: the others' runners exited after reporting", lost)
+	}
+	if !reaped(t, env, ns, "drained-1") {
+		t.Error("drained-1 is not marked: the reaper would look at it again")
+	}
+	if !jobGone(t, env, ns, deleted.Name) {
+		t.Errorf("%s is still held by the finalizer", deleted.Name)
+	}
+}
+
+// The Job controller can record only the exits after which the runner has
+// reported: the policy's codes are exactly contract.RunnerReported's, but
+// for 0 (a success completes the Job).
+func TestReportedExitPolicyNamesTheRunnersReportedExits(t *testing.T) {
+	rules := reportedExitPolicy().Rules
+	if len(rules) != 1 || rules[0].Action != batchv1.PodFailurePolicyActionFailJob || rules[0].OnExitCodes == nil ||
+		rules[0].OnExitCodes.Operator != batchv1.PodFailurePolicyOnExitCodesOpIn || *rules[0].OnExitCodes.ContainerName != BuilderContainer {
+		t.Fatalf("policy %+v, want one FailJob rule on the builder's exit codes", rules)
+	}
+	for code := range 256 {
+		in := slices.Contains(rules[0].OnExitCodes.Values, int32(code))
+		if want := code != contract.ExitSucceeded && contract.RunnerReported(code); in != want {
+			t.Errorf("exit %d in the policy: %v, want %v", code, in, want)
+		}
+	}
+}
+
 func TestReapIgnoresPodsOfAnEarlierJobOfTheSameBuild(t *testing.T) {
 	t.Parallel()
 	ex, env, ns := newTestExecutor(t)
