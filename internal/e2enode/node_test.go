@@ -270,8 +270,11 @@ func TestKilledRunnerIsReaped(t *testing.T) {
 // itself, and its pod is gone soon after. The Job controller records the
 // runner's exit in the Job's Failed condition (the pod failure policy), so
 // the reaper, finding a failed Job without a pod, adds no second FAILED.
+// Dispatch runs no reaper here: its round runs by hand once the pod is
+// gone, as a minute-long REAP_INTERVAL would in production (a round every
+// 2 s may still see the pod's exit, and pass without the policy).
 func TestPodDeletedMidBuildIsReportedOnceByItsRunner(t *testing.T) {
-	d := startDispatch(t, "drained")
+	d := startDispatch(t, "drained", "REAP_INTERVAL=0")
 	b := d.push(t, slowApp())
 	waitLog(t, b.id, "sleep", 4*time.Minute)
 	p := d.waitPod(t, b.id, time.Minute, "builder running", builderRunning)
@@ -300,7 +303,15 @@ func TestPodDeletedMidBuildIsReportedOnceByItsRunner(t *testing.T) {
 			t.Fatalf("job %s did not fail after its pod was deleted: %v %+v", b.job, err, j)
 		}
 	}
-	time.Sleep(6 * time.Second) // three reaper rounds
+	cfg := kubernetes.DefaultConfig()
+	cfg.Namespace, cfg.RunnerImage = d.ns, runnerImage
+	reaper, err := kubernetes.New(suite.node.Client, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := reaper.Reap(ctx); err != nil || len(lost) != 0 {
+		t.Errorf("Reap = %+v, %v; want nothing: the runner reported", lost, err)
+	}
 	if ts := terminals(b.id); len(ts) != 1 {
 		t.Errorf("terminal callbacks %v, want exactly one", statuses(ts))
 	}
