@@ -387,6 +387,9 @@ func TestRealAppsAreWarmOnANewBuilder(t *testing.T) {
 		{realapps.Go, "docker", "", []string{"/go/pkg/mod", "/root/.cache/go-build"}},
 	} {
 		t.Run(tc.app.Name+"/"+tc.backend, func(t *testing.T) {
+			// Each has its own builders, repository and image, so they
+			// overlap their downloads and daemon starts.
+			t.Parallel()
 			mirror := standInsInRegistry(t)
 			files, err := tc.app.Files()
 			if err != nil {

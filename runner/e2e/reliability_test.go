@@ -116,6 +116,8 @@ func TestSIGTERMWhileTheTerminalStatusIsRetriedEndsTheRunnerInTime(t *testing.T)
 		{"after a configuration error", func(b *build) { b.Env["IMAGE_TAG"] = "Not A Valid Tag" }, "FAILED", 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			// Each waits out the 20 s shutdown budget; together, not in turn.
+			t.Parallel()
 			repo, _ := newRepo(t, appFiles("v1"))
 			b := newBuild(t, repo, strings.Repeat("cd", 20)) // an unknown commit: clone fails at once
 			c.prepare(b)
