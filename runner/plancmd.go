@@ -16,7 +16,7 @@ import (
 	"github.com/alternatefutures/af-builder/shared/validate"
 )
 
-const planUsage = "usage: runner plan [--format text|json] [--builder auto|dockerfile|template|nixpacks] [--platform linux/amd64] [--build-cmd CMD] [--start-cmd CMD] DIR"
+const planUsage = "usage: runner plan [--format text|json] [--builder auto|dockerfile|template|nixpacks] [--platform linux/amd64] [--copy-link=false] [--build-cmd CMD] [--start-cmd CMD] DIR"
 
 // planCommand is `runner plan DIR`: detection and the planner choice a build
 // would make, and the Dockerfile it would build, without building. The base
@@ -29,6 +29,8 @@ func planCommand(args []string, stdout, stderr io.Writer) int {
 	platform := fs.String("platform", validate.DefaultPlatform, "the target platform, as TARGET_PLATFORM")
 	buildCmd := fs.String("build-cmd", "", "BUILD_COMMAND")
 	startCmd := fs.String("start-cmd", "", "START_COMMAND")
+	// A build asks its daemon; a preview shows what a current one builds.
+	copyLink := fs.Bool("copy-link", true, "the builder takes COPY --link (BuildKit 0.10, Docker Engine 23 and later); false for an older one")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || (*format != "text" && *format != "json") {
 		fmt.Fprintln(stderr, planUsage)
 		return exitUsage
@@ -59,7 +61,7 @@ func planCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	pv, err := ps.Preview(ctx, plan.Source{
 		Dir: dir, Detected: detected, Builder: *builder, Platform: *platform,
-		BuildCommand: *buildCmd, StartCommand: *startCmd,
+		BuildCommand: *buildCmd, StartCommand: *startCmd, CopyLink: *copyLink,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "plan: %v\n", failure.From(failure.Plan, err))

@@ -77,12 +77,23 @@ type Result struct {
 	Steps    Steps
 }
 
+// Daemon is what WaitReady learned of the daemon.
+type Daemon struct {
+	// Line names the daemon for the build log.
+	Line string
+	// CopyLink says its Dockerfile frontend takes COPY --link (Dockerfile
+	// 1.4: BuildKit 0.10, Docker Engine 23). A linked copy makes its layer
+	// without the layers below it, so a build on a new builder never has to
+	// pull and unpack the runtime stage's dependency layers just to put the
+	// app on top: they go from the registry cache to the image as they are.
+	CopyLink bool
+}
+
 // Builder builds an image and pushes it. Build then Push, once each, on one
 // Request; the pipeline times them as separate phases.
 type Builder interface {
-	// WaitReady waits until the daemon answers, and says so in a log line
-	// naming the daemon.
-	WaitReady(ctx context.Context) (string, error)
+	// WaitReady waits until the daemon answers, and says what it is.
+	WaitReady(ctx context.Context) (Daemon, error)
 	// Build runs the build, streaming progress lines to out. Cancelling ctx
 	// stops it on the daemon.
 	Build(ctx context.Context, req Request, out io.Writer) (Result, error)

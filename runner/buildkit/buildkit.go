@@ -69,22 +69,27 @@ func (b *Builder) Close() error {
 
 // WaitReady asks for the daemon's workers until it lists one or ctx ends.
 // The sidecar takes a moment to start, and its readiness is not visible to us.
-func (b *Builder) WaitReady(ctx context.Context) (string, error) {
+func (b *Builder) WaitReady(ctx context.Context) (builder.Daemon, error) {
 	delay := 100 * time.Millisecond
 	var last error
 	for {
 		ws, err := b.c.ListWorkers(ctx)
 		if err == nil && len(ws) > 0 {
-			what := "buildkitd"
-			if info, err := b.c.Info(ctx); err == nil && info.BuildkitVersion.Version != "" {
-				what += " " + info.BuildkitVersion.Version
+			d := builder.Daemon{Line: "buildkitd"}
+			// Info came with BuildKit 0.11, after COPY --link (0.10): an
+			// older daemon, which cannot answer it, gets no linked copies.
+			if info, err := b.c.Info(ctx); err == nil {
+				d.CopyLink = true
+				if v := info.BuildkitVersion.Version; v != "" {
+					d.Line += " " + v
+				}
 			}
 			if len(ws[0].Platforms) > 0 {
-				what += " ready (" + platforms.Format(ws[0].Platforms[0]) + ")"
+				d.Line += " ready (" + platforms.Format(ws[0].Platforms[0]) + ")"
 			} else {
-				what += " ready"
+				d.Line += " ready"
 			}
-			return what, nil
+			return d, nil
 		}
 		if err == nil {
 			err = errors.New("no workers")
@@ -94,7 +99,7 @@ func (b *Builder) WaitReady(ctx context.Context) (string, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", failure.Wrap(failure.Infrastructure,
+			return builder.Daemon{}, failure.Wrap(failure.Infrastructure,
 				fmt.Sprintf("buildkitd at %s did not answer in time", b.addr), last)
 		case <-t.C:
 		}

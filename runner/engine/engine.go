@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 
+	"github.com/alternatefutures/af-builder/runner/builder"
 	"github.com/alternatefutures/af-builder/runner/failure"
 )
 
@@ -32,26 +34,35 @@ func Connect(host string) (*Engine, error) {
 	return &Engine{cli: cli}, nil
 }
 
+// copyLink: Docker Engine 23 (API 1.42) is the first whose BuildKit parses
+// COPY --link; Debian's 20.10 (API 1.41) refuses the whole Dockerfile.
+func copyLink(apiVersion string) bool {
+	return versions.GreaterThanOrEqualTo(apiVersion, "1.42")
+}
+
 // Close releases the client's connections.
 func (e *Engine) Close() error { return e.cli.Close() }
 
 // WaitReady pings until the engine answers or ctx ends, and says so with
 // its API version. The dind sidecar takes a few seconds to start, and its
 // readiness probe is not visible to us.
-func (e *Engine) WaitReady(ctx context.Context) (string, error) {
+func (e *Engine) WaitReady(ctx context.Context) (builder.Daemon, error) {
 	delay := 100 * time.Millisecond
 	var last error
 	for {
 		res, err := e.cli.Ping(ctx, client.PingOptions{})
 		if err == nil {
-			return fmt.Sprintf("Docker engine ready (API %s)", res.APIVersion), nil
+			return builder.Daemon{
+				Line:     fmt.Sprintf("Docker engine ready (API %s)", res.APIVersion),
+				CopyLink: copyLink(res.APIVersion),
+			}, nil
 		}
 		last = err
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", failure.Wrap(failure.Infrastructure,
+			return builder.Daemon{}, failure.Wrap(failure.Infrastructure,
 				fmt.Sprintf("the Docker engine at %s did not answer in time", e.cli.DaemonHost()), last)
 		case <-t.C:
 		}

@@ -45,7 +45,7 @@ func TestWaitReadyGivesUpAtTheDeadlineWhenNothingListens(t *testing.T) {
 	elapsed := time.Since(start)
 
 	if err == nil {
-		t.Fatalf("WaitReady = %q, nil with nothing listening", v)
+		t.Fatalf("WaitReady = %+v, nil with nothing listening", v)
 	}
 	var fe *failure.Error
 	if !errors.As(err, &fe) || fe.Class != failure.Infrastructure {
@@ -93,10 +93,27 @@ func TestWaitReadyRetriesUntilTheEngineAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WaitReady: %v", err)
 	}
-	if v != "Docker engine ready (API 1.41)" {
-		t.Errorf("WaitReady = %q, want the engine and its API version 1.41", v)
+	if v.Line != "Docker engine ready (API 1.41)" {
+		t.Errorf("WaitReady says %q, want the engine and its API version 1.41", v.Line)
+	}
+	if v.CopyLink {
+		t.Error("an engine of API 1.41 (Docker 20.10) is said to take COPY --link")
 	}
 	if n := pings.Load(); n < 7 {
 		t.Errorf("%d pings; the refused ones were not retried", n)
+	}
+}
+
+func TestEnginesFromDocker23TakeLinkedCopies(t *testing.T) {
+	for api, want := range map[string]bool{
+		"1.40":  false, // Docker 19.03
+		"1.41":  false, // Docker 20.10, Debian bookworm's: its frontend refuses COPY --link
+		"1.42":  true,  // Docker 23.0, BuildKit 0.11
+		"1.47":  true,
+		"1.100": true,
+	} {
+		if got := copyLink(api); got != want {
+			t.Errorf("copyLink(%q) = %v, want %v", api, got, want)
+		}
 	}
 }

@@ -122,12 +122,13 @@ func Run(ctx context.Context, cfg Config) (out Outcome, err error) {
 }
 
 type run struct {
-	cfg  Config
-	out  *Outcome
-	bld  builder.Builder
-	dir  string // resolved ROOT_DIRECTORY
-	plan plan.Plan
-	req  builder.Request
+	cfg    Config
+	out    *Outcome
+	bld    builder.Builder
+	daemon builder.Daemon
+	dir    string // resolved ROOT_DIRECTORY
+	plan   plan.Plan
+	req    builder.Request
 }
 
 func (r *run) phase(ctx context.Context, p failure.Phase, timeout time.Duration, fn func(context.Context) error) error {
@@ -188,11 +189,12 @@ func (r *run) waitEngine(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	what, err := r.bld.WaitReady(ctx)
+	d, err := r.bld.WaitReady(ctx)
 	if err != nil {
 		return err
 	}
-	r.cfg.Log.Line("engine", what)
+	r.daemon = d
+	r.cfg.Log.Line("engine", d.Line)
 	return nil
 }
 
@@ -238,6 +240,7 @@ func (r *run) makePlan(ctx context.Context) error {
 		CacheKey:     cacheKey(e.ImageTag, e.RootDirectory),
 		Builder:      e.Builder,
 		Platform:     e.TargetPlatform,
+		CopyLink:     r.daemon.CopyLink,
 		WorkDir:      filepath.Join(r.cfg.WorkDir, "plan"),
 	}
 	planners := plan.Planners{

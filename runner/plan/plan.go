@@ -29,6 +29,10 @@ type Source struct {
 	Builder string
 	// Platform is the image's target platform, e.g. linux/amd64.
 	Platform string
+	// CopyLink: the builder takes COPY --link (builder.Daemon), which a
+	// template's runtime stage then uses for what it copies from the
+	// stages before.
+	CopyLink bool
 	// WorkDir is a directory outside Dir that a planner may write into.
 	WorkDir string
 }

@@ -108,7 +108,7 @@ func (t Template) Recipe(src Source) (*Recipe, error) {
 		src:   src,
 		repo:  r,
 		bases: t.Bases,
-		df:    &dockerfile{platform: nonEmpty(src.Platform, validate.DefaultPlatform), cacheKey: src.CacheKey},
+		df:    &dockerfile{platform: nonEmpty(src.Platform, validate.DefaultPlatform), cacheKey: src.CacheKey, link: src.CopyLink},
 		rec:   &Recipe{Language: d.Language, Framework: d.Framework, PackageManager: d.PackageManager},
 	}
 	switch d.Language {

@@ -23,6 +23,8 @@ type dockerfile struct {
 	cacheKey string
 	// carried are the carried mounts this Dockerfile uses, in order.
 	carried []CarriedMount
+	// link: the builder takes COPY --link (Source.CopyLink).
+	link bool
 }
 
 func (d *dockerfile) String() string { return d.b.String() }
@@ -136,6 +138,20 @@ func (d *dockerfile) copy(flags string, srcs []string, dst string) {
 		flags += " "
 	}
 	d.line("COPY %s%s", flags, jsonArray(append(append([]string{}, srcs...), dst)))
+}
+
+// copyFrom copies from an earlier stage into the runtime stage: a linked
+// copy where the builder takes one, so the layer it makes depends on its
+// source alone. On a new builder whose registry cache holds the stages, the
+// runtime stage then needs none of its layers on disk, and an unchanged one
+// (the production dependencies) goes to the image without being pulled. A
+// RUN after the copies would need them all on disk again.
+func (d *dockerfile) copyFrom(stage string, srcs []string, dst string) {
+	flags := "--from=" + stage
+	if d.link {
+		flags = "--link " + flags
+	}
+	d.copy(flags, srcs, dst)
 }
 
 // cmd writes the start command in exec form: argv when it needs no shell,

@@ -51,19 +51,19 @@ func (b *tbuild) golang() error {
 	df.blank()
 	if own {
 		df.from(runtime, "")
-		df.copy("--from=build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
+		df.copyFrom("build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
 		df.line("WORKDIR /app")
-		df.copy("--from=build", []string{"/src/"}, "./")
+		df.copyFrom("build", []string{"/src/"}, "./")
 		if b.src.BuildCommand == "" {
-			df.copy("--from=build", []string{out}, "/app/server")
+			df.copyFrom("build", []string{out}, "/app/server")
 		}
 		b.start(b.startCommand("/app/server"))
 		return nil
 	}
 	df.from(runtime, "")
-	df.copy("--from=build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
-	df.copy("--from=build", []string{"/out/tmp"}, "/tmp")
-	df.copy("--from=build", []string{out}, "/server")
+	df.copyFrom("build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
+	df.copyFrom("build", []string{"/out/tmp"}, "/tmp")
+	df.copyFrom("build", []string{out}, "/server")
 	b.start(b.startCommand("/server"))
 	return nil
 }

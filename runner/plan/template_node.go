@@ -210,31 +210,45 @@ func (b *tbuild) node() error {
 		}
 	}
 	df.blank()
+	// Next writes its image and ISR cache under .next/cache at run time, as
+	// the app user. Where copies are linked the runtime stage runs nothing
+	// (a RUN would need every layer below it on disk), so a stage of its
+	// own makes the directory, and the runtime copies it, owner and all.
+	nextCache := d.Framework == "next" && df.link
+	if nextCache {
+		df.from(image, "next-cache")
+		df.run(fmt.Sprintf("mkdir -p /app/.next/cache && chown %s /app/.next/cache", appUser))
+		df.blank()
+	}
 	df.from(image, "")
 	df.line("WORKDIR /app")
 	df.env("NODE_ENV", "production", "HOST", "0.0.0.0", "PATH", "/app/node_modules/.bin:$PATH")
 	if standalone {
 		// Next's standalone server binds to HOSTNAME.
 		df.env("HOSTNAME", "0.0.0.0", "NEXT_TELEMETRY_DISABLED", "1")
-		df.copy("--from=build", []string{"/app/.next/standalone"}, "./")
-		df.copy("--from=build", []string{"/app/.next/static"}, "./.next/static")
+		df.copyFrom("build", []string{"/app/.next/standalone"}, "./")
+		df.copyFrom("build", []string{"/app/.next/static"}, "./.next/static")
 		if r.isDir("public") {
-			df.copy("--from=build", []string{"/app/public"}, "./public")
+			df.copyFrom("build", []string{"/app/public"}, "./public")
 		}
 	} else {
 		// Dependencies first: a source change leaves their layer, and the
 		// registry's copy of it, as they were.
 		if prod != "" {
-			df.copy("--from=prod-deps", []string{"/app/node_modules"}, "./node_modules")
+			df.copyFrom("prod-deps", []string{"/app/node_modules"}, "./node_modules")
 		}
 		if noBuild {
 			df.copy("", []string{"."}, "./")
 		} else {
-			df.copy("--from=build", []string{"/app"}, "./")
+			df.copyFrom("build", []string{"/app"}, "./")
 		}
 	}
-	if d.Framework == "next" {
-		// Next writes its image and ISR cache at run time.
+	switch {
+	case nextCache:
+		// The directory's contents, that is the directory itself: a copy
+		// of a directory makes its destination root's.
+		df.copyFrom("next-cache", []string{"/app/.next/"}, "./.next/")
+	case d.Framework == "next":
 		df.run(fmt.Sprintf("mkdir -p .next/cache && chown -R %s .next/cache", appUser))
 	}
 	b.start(start)
@@ -313,7 +327,7 @@ func (b *tbuild) nodeStatic(pm nodePM, image string, lock []string, install, bui
 	// none, and $PORT needs none.
 	df.run("cp /usr/bin/caddy /usr/bin/caddy.plain && mv /usr/bin/caddy.plain /usr/bin/caddy")
 	df.run(`printf '%s\n' '{' '  admin off' '  auto_https off' '}' ':{$PORT} {' '  root * /srv' '  encode gzip' '  try_files {path} /index.html' '  file_server' '}' > /etc/caddy/Caddyfile`)
-	df.copy("--from=build", []string{"/app/" + outDir + "/"}, "/srv/")
+	df.copyFrom("build", []string{"/app/" + outDir + "/"}, "/srv/")
 	cmd := "caddy run --config /etc/caddy/Caddyfile --adapter caddyfile"
 	b.rec.hints.Port, b.rec.hints.PortSource = portOfRuntime(), "Caddy serving the static build on $PORT"
 	b.start(b.startCommand(cmd))

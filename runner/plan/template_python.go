@@ -92,8 +92,8 @@ func (b *tbuild) python() error {
 	df.from(image, "")
 	df.env("VIRTUAL_ENV", "/venv", "PATH", "/venv/bin:$PATH", "PYTHONUNBUFFERED", "1", "PYTHONDONTWRITEBYTECODE", "1")
 	df.line("WORKDIR /app")
-	df.copy("--from=build", []string{"/venv"}, "/venv")
-	df.copy("--from=build", []string{"/app"}, "/app")
+	df.copyFrom("build", []string{"/venv"}, "/venv")
+	df.copyFrom("build", []string{"/app"}, "/app")
 	b.start(b.startCommand(start))
 	return nil
 }

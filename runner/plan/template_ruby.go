@@ -76,8 +76,8 @@ func (b *tbuild) ruby() error {
 	}
 	df.line("WORKDIR /app")
 	df.env(envs...)
-	df.copy("--from=build", []string{"/usr/local/bundle"}, "/usr/local/bundle")
-	df.copy("--from=build", []string{"/app"}, "/app")
+	df.copyFrom("build", []string{"/usr/local/bundle"}, "/usr/local/bundle")
+	df.copyFrom("build", []string{"/app"}, "/app")
 	if rails {
 		// Rails writes pids, caches, logs and uploads here.
 		df.run(fmt.Sprintf("mkdir -p tmp log storage && chown -R %s tmp log storage", appUser))

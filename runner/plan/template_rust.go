@@ -90,13 +90,13 @@ func (b *tbuild) rust() error {
 	b.buildStep(fmt.Sprintf("find src -name '*.rs' -exec touch {} + && cargo build --release%s && mkdir -p /out && cp target/release/%s /out/server", locked, bin), registry, git)
 	df.blank()
 	df.from(runtime, "")
-	df.copy("--from=build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
+	df.copyFrom("build", []string{"/etc/ssl/certs/ca-certificates.crt"}, "/etc/ssl/certs/")
 	df.line("WORKDIR /app")
 	if own && b.src.BuildCommand != "" {
 		// The user's build leaves its output in the source tree.
-		df.copy("--from=build", []string{"/app/"}, "./")
+		df.copyFrom("build", []string{"/app/"}, "./")
 	} else {
-		df.copy("--from=build", []string{"/out/server"}, "/app/server")
+		df.copyFrom("build", []string{"/out/server"}, "/app/server")
 	}
 	if d.Framework == "rocket" {
 		// Rocket listens on localhost unless told otherwise.

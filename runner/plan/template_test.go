@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -463,6 +464,97 @@ func TestNodeBuildBorrowsTheInstallItDoesNotShip(t *testing.T) {
 			if !made {
 				t.Errorf("%s: the %s stage does not make sure node_modules exists", app, stage)
 			}
+		}
+	}
+}
+
+// A builder that takes COPY --link gets a runtime stage whose copies from
+// the other stages are all linked, and that runs nothing after them: on a
+// new builder the image is then put together from the registry cache's
+// layers without pulling them. One that does not (Docker 20.10) gets no
+// --link, which its frontend would refuse.
+func TestRuntimeStageLinksItsCopiesWhenTheBuilderTakesThem(t *testing.T) {
+	for app, tpl := range templated {
+		for _, link := range []bool{true, false} {
+			src := detected(t, app)
+			src.CopyLink = link
+			rec, err := Template{}.Recipe(src)
+			if err != nil {
+				t.Fatalf("%s: %v", app, err)
+			}
+			final := parse(t, rec.Dockerfile).final()
+			copied := false
+			for _, c := range final.Commands {
+				switch c := c.(type) {
+				case *instructions.CopyCommand:
+					if c.From == "" {
+						continue
+					}
+					copied = true
+					if c.Link != link {
+						t.Errorf("%s (builder takes --link: %v): COPY --from=%s %q linked: %v", app, link, c.From, c.SourcePaths, c.Link)
+					}
+				case *instructions.RunCommand:
+					// Rails' runtime directories come with the app's source
+					// (tmp/.keep and the like), so it makes them its own.
+					if copied && link && tpl != "ruby" {
+						t.Errorf("%s: RUN %q after the linked copies needs their layers on disk", app, c.CmdLine)
+					}
+				}
+			}
+			if !copied {
+				t.Errorf("%s: the runtime stage copies nothing from the build", app)
+			}
+		}
+	}
+}
+
+// Next writes its image and ISR cache under .next/cache at run time, as the
+// app user. A linked build copies that directory, made by a stage of its
+// own, into a runtime stage that runs nothing; an unlinked one makes it
+// with a RUN. Either way the app user owns that directory alone.
+func TestNextRuntimeCacheBelongsToTheAppUser(t *testing.T) {
+	chowns := func(s instructions.Stage) []string {
+		var out []string
+		for _, r := range runs(s) {
+			if line := strings.Join(r.CmdLine, " "); strings.Contains(line, "chown") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	for _, link := range []bool{true, false} {
+		src := detected(t, "next")
+		src.CopyLink = link
+		rec, err := Template{}.Recipe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		df := parse(t, rec.Dockerfile)
+		final := df.final()
+		dirs, made := df.stage("next-cache")
+		if !link {
+			want := []string{fmt.Sprintf("mkdir -p .next/cache && chown -R %s .next/cache", appUser)}
+			if got := chowns(final); !slices.Equal(got, want) || made {
+				t.Errorf("unlinked: the runtime stage chowns %q (a next-cache stage: %v), want %q", got, made, want)
+			}
+			continue
+		}
+		if got := chowns(final); len(got) > 0 {
+			t.Errorf("linked: the runtime stage runs %q", got)
+		}
+		want := []string{fmt.Sprintf("mkdir -p /app/.next/cache && chown %s /app/.next/cache", appUser)}
+		if got := chowns(dirs); !made || !slices.Equal(got, want) {
+			t.Errorf("linked: the next-cache stage (made: %v) runs %q, want %q", made, got, want)
+		}
+		copied := false
+		for _, c := range final.Commands {
+			if c, ok := c.(*instructions.CopyCommand); ok && c.From == "next-cache" {
+				copied = c.Link && slices.Equal(c.SourcePaths, []string{"/app/.next/"}) && c.DestPath == "./.next/" && c.Chown == ""
+			}
+		}
+		if !copied {
+			t.Errorf("linked: the runtime stage does not copy /app/.next/ (the directory, owner and all) from next-cache, linked:\n%s", rec.Dockerfile)
 		}
 	}
 }

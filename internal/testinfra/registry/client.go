@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"runtime"
 	"strings"
 )
@@ -26,6 +30,7 @@ const (
 	acceptManifests     = MediaTypeOCIIndex + ", " + MediaTypeOCIManifest + ", " + MediaTypeDockerList + ", " + MediaTypeDockerManifest
 	maxManifestBytes    = 4 << 20
 	maxConfigBytes      = 8 << 20
+	maxLayerBytes       = 1 << 30
 	dockerContentDigest = "Docker-Content-Digest"
 )
 
@@ -117,27 +122,12 @@ func (r *Registry) Manifest(ctx context.Context, repo, ref string) (Manifest, er
 // linux on this machine's architecture, as a daemon pulling here would) to
 // the image manifest, and from there to the config.
 func (r *Registry) ImageConfig(ctx context.Context, repo, tag string) (*ImageConfig, error) {
-	m, err := r.Manifest(ctx, repo, tag)
+	m, man, err := r.imageManifest(ctx, repo, tag)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image config %s:%s: %w", repo, tag, err)
 	}
-	if m.MediaType == MediaTypeOCIIndex || m.MediaType == MediaTypeDockerList {
-		d, err := pickPlatform(m.Body, "linux", runtime.GOARCH)
-		if err != nil {
-			return nil, fmt.Errorf("image config %s:%s: %w", repo, tag, err)
-		}
-		if m, err = r.Manifest(ctx, repo, d); err != nil {
-			return nil, err
-		}
-	}
-	var man struct {
-		Config struct {
-			MediaType string `json:"mediaType"`
-			Digest    string `json:"digest"`
-		} `json:"config"`
-	}
-	if err := json.Unmarshal(m.Body, &man); err != nil || man.Config.Digest == "" {
-		return nil, fmt.Errorf("image config %s:%s: manifest %s (%s) has no config: %v", repo, tag, m.Digest, m.MediaType, err)
+	if man.Config.Digest == "" {
+		return nil, fmt.Errorf("image config %s:%s: manifest %s (%s) has no config", repo, tag, m.Digest, m.MediaType)
 	}
 	raw, err := r.Blob(ctx, repo, man.Config.Digest, maxConfigBytes)
 	if err != nil {
@@ -173,6 +163,75 @@ func (r *Registry) ImageConfig(ctx context.Context, repo, tag string) (*ImageCon
 		ConfigDigest:   man.Config.Digest,
 		Raw:            raw,
 	}, nil
+}
+
+// imageManifest follows repo:ref through an index (picking linux on this
+// machine's architecture, as a daemon pulling here would) to the image
+// manifest.
+func (r *Registry) imageManifest(ctx context.Context, repo, ref string) (Manifest, imageManifest, error) {
+	m, err := r.Manifest(ctx, repo, ref)
+	if err != nil {
+		return Manifest{}, imageManifest{}, err
+	}
+	if m.MediaType == MediaTypeOCIIndex || m.MediaType == MediaTypeDockerList {
+		d, err := pickPlatform(m.Body, "linux", runtime.GOARCH)
+		if err != nil {
+			return Manifest{}, imageManifest{}, err
+		}
+		if m, err = r.Manifest(ctx, repo, d); err != nil {
+			return Manifest{}, imageManifest{}, err
+		}
+	}
+	var man imageManifest
+	if err := json.Unmarshal(m.Body, &man); err != nil {
+		return Manifest{}, imageManifest{}, fmt.Errorf("manifest %s (%s): %w", m.Digest, m.MediaType, err)
+	}
+	return m, man, nil
+}
+
+type imageManifest struct {
+	Config struct {
+		Digest string `json:"digest"`
+	} `json:"config"`
+	Layers []struct {
+		MediaType string `json:"mediaType"`
+		Digest    string `json:"digest"`
+	} `json:"layers"`
+}
+
+// ImageFiles is the file system of repo:tag as a container would see it,
+// by the tar headers of its layers (the topmost one of each path, named
+// without a leading "/" or trailing "/"): owners and modes, as the image's
+// users get them. Whiteouts are not applied; the images tests build here
+// delete nothing.
+func (r *Registry) ImageFiles(ctx context.Context, repo, tag string) (map[string]*tar.Header, error) {
+	_, man, err := r.imageManifest(ctx, repo, tag)
+	if err != nil {
+		return nil, fmt.Errorf("image files %s:%s: %w", repo, tag, err)
+	}
+	files := map[string]*tar.Header{}
+	for _, l := range man.Layers {
+		blob, err := r.Blob(ctx, repo, l.Digest, maxLayerBytes)
+		if err != nil {
+			return nil, fmt.Errorf("image files %s:%s: %w", repo, tag, err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(blob))
+		if err != nil {
+			return nil, fmt.Errorf("image files %s:%s: layer %s (%s): %w", repo, tag, l.Digest, l.MediaType, err)
+		}
+		tr := tar.NewReader(zr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("image files %s:%s: layer %s: %w", repo, tag, l.Digest, err)
+			}
+			files[strings.Trim(path.Clean("/"+h.Name), "/")] = h
+		}
+	}
+	return files, nil
 }
 
 // Blob fetches a blob (at most max bytes) and checks it against its digest.

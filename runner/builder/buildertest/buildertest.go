@@ -5,6 +5,7 @@
 package buildertest
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -55,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"RefusedCacheExportStillSucceeds", refusedCacheExport},
 		{"CacheMountsReachANewBuilder", cacheMountsReachANewBuilder},
 		{"CarriedMountsStayOnTheirBuilder", carriedMountsStayOnTheirBuilder},
+		{"LinkedCopiesOnlyWhereTheDaemonTakesThem", linkedCopies},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -457,6 +459,54 @@ func refusedCacheExport(t *testing.T, h Harness) {
 // noSecretInBlobs reads every blob the registry stores, decompressed, and
 // looks for the push credential. A marker the suite's apps do contain must
 // be found, or the scan proves nothing.
+// linkedCopies holds WaitReady's CopyLink to what the daemon does with the
+// runtime stage the templates write when it is set (the Next.js one: the
+// app copied linked, then its .next/cache, made by a stage of its own for
+// the app user, copied linked): a daemon that says it takes COPY --link
+// builds it, with that directory the app user's and every directory above
+// it still root's; one that says it does not refuses it.
+func linkedCopies(t *testing.T, h Harness) {
+	b := h.NewBuilder(t)
+	d, err := b.WaitReady(testCtx(t, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := app(t, "FROM "+h.BaseImage+" AS build\nWORKDIR /app\nCOPY app.txt ./\n"+
+		"RUN --mount=type=cache,id=suite-linked,target=/app/.next/cache echo built > .next/out.txt\n\n"+
+		"FROM "+h.BaseImage+" AS next-cache\nRUN mkdir -p /app/.next/cache && chown 10001:10001 /app/.next/cache\n\n"+
+		"FROM "+h.BaseImage+"\nWORKDIR /app\nCOPY --link --from=build /app ./\n"+
+		"COPY --link --from=next-cache /app/.next/ ./.next/\nUSER 10001:10001\n",
+		map[string]string{"app.txt": "the app\n"})
+	req := request(t, h, dir, "suite/linked")
+	if !d.CopyLink {
+		var out bytes.Buffer
+		_, err := b.Build(testCtx(t, 2*time.Minute), req, &out)
+		if err == nil {
+			t.Fatalf("%s says it takes no COPY --link, yet built a Dockerfile using it:\n%s", d.Line, out.String())
+		}
+		if !strings.Contains(err.Error()+out.String(), "link") {
+			t.Errorf("%s refused the Dockerfile for another reason than --link: %v\n%s", d.Line, err, out.String())
+		}
+		return
+	}
+	buildAndPush(t, b, req)
+	files, err := h.Registry.ImageFiles(testCtx(t, time.Minute), "suite/linked", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, uid := range map[string]int{"app": 0, "app/.next": 0, "app/app.txt": 0, "app/.next/out.txt": 0, "app/.next/cache": 10001} {
+		switch f := files[name]; {
+		case f == nil:
+			t.Errorf("the image has no /%s", name)
+		case f.Uid != uid:
+			t.Errorf("/%s belongs to %d, want %d", name, f.Uid, uid)
+		}
+	}
+	if f := files["app/.next/cache"]; f != nil && f.Typeflag != tar.TypeDir {
+		t.Errorf("/app/.next/cache is of type %c, want a directory", f.Typeflag)
+	}
+}
+
 func noSecretInBlobs(t *testing.T, h Harness) {
 	blobs, found := 0, false
 	err := h.Registry.StoredBlobs(func(p string, b []byte) error {
