@@ -245,8 +245,9 @@ func (b *tbuild) node() error {
 	}
 	switch {
 	case nextCache:
-		// The directory's contents, that is the directory itself: a copy
-		// of a directory makes its destination root's.
+		// /app/.next/'s contents are the cache directory itself, owner
+		// included; copying the directory would make its destination
+		// root's.
 		df.copyFrom("next-cache", []string{"/app/.next/"}, "./.next/")
 	case d.Framework == "next":
 		df.run(fmt.Sprintf("mkdir -p .next/cache && chown -R %s .next/cache", appUser))

@@ -496,7 +496,8 @@ func TestRuntimeStageLinksItsCopiesWhenTheBuilderTakesThem(t *testing.T) {
 					}
 				case *instructions.RunCommand:
 					// Rails' runtime directories come with the app's source
-					// (tmp/.keep and the like), so it makes them its own.
+					// (tmp/.keep and the like): its runtime stage still
+					// gives them to the app user with a RUN.
 					if copied && link && tpl != "ruby" {
 						t.Errorf("%s: RUN %q after the linked copies needs their layers on disk", app, c.CmdLine)
 					}

@@ -456,9 +456,6 @@ func refusedCacheExport(t *testing.T, h Harness) {
 	}
 }
 
-// noSecretInBlobs reads every blob the registry stores, decompressed, and
-// looks for the push credential. A marker the suite's apps do contain must
-// be found, or the scan proves nothing.
 // linkedCopies holds WaitReady's CopyLink to what the daemon does with the
 // runtime stage the templates write when it is set (the Next.js one: the
 // app copied linked, then its .next/cache, made by a stage of its own for
@@ -507,6 +504,9 @@ func linkedCopies(t *testing.T, h Harness) {
 	}
 }
 
+// noSecretInBlobs reads every blob the registry stores, decompressed, and
+// looks for the push credential. A marker the suite's apps do contain must
+// be found, or the scan proves nothing.
 func noSecretInBlobs(t *testing.T, h Harness) {
 	blobs, found := 0, false
 	err := h.Registry.StoredBlobs(func(p string, b []byte) error {
