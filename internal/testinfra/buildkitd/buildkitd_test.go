@@ -19,6 +19,9 @@ import (
 // image's layer is made by BuildKit's snapshotter, pushed with credentials),
 // then stops it and checks that no process, mount or file of it is left.
 func TestDaemonBuildsAndStopLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs buildkitd (tools/buildkitd/build.sh), runc and docker-registry")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
