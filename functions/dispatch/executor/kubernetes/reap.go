@@ -99,7 +99,7 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			}
 			continue
 		}
-		reason, decided := verdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID))
+		reason, decided := verdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID), time.Now())
 		if !decided {
 			continue
 		}
@@ -117,10 +117,10 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 // verdict decides one unfinished-or-failed Job: decided is false while the
 // runner may still report (its pod is running or stopping); reason is
 // empty when the runner reported itself.
-func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) {
+func verdict(job *batchv1.Job, pods []corev1.Pod, now time.Time) (reason string, decided bool) {
 	failed := JobState(job) == executor.StateFailed
 	var lostReason string
-	waiting := false
+	waiting, stopped := false, false
 	for i := range pods {
 		pod := &pods[i]
 		term := builderTerminated(pod)
@@ -141,6 +141,7 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 				why = "ended"
 			}
 			lostReason = fmt.Sprintf("the build container was killed: %s (exit %d)", why, term.ExitCode)
+			stopped = true
 		case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
 			// Over without the builder ever terminating on record: the
 			// node went away with it, or the kubelet gave up on it.
@@ -148,13 +149,21 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 			if pod.Status.Reason != "" || pod.Status.Message != "" {
 				lostReason += ": " + joinNonEmpty(pod.Status.Reason, pod.Status.Message)
 			}
+			stopped = true
 		default:
 			// Still running or stopping: after a deadline or a failure the
 			// runner gets its grace period to report, and usually does.
 			waiting = true
 		}
 	}
+	deadline := deadlineExceeded(job) || deadlinePassed(job, now)
 	switch {
+	case stopped && deadline:
+		// The Job controller deletes the pods once the deadline passes,
+		// and only then writes its condition: the kill is the deadline's,
+		// whichever the reaper sees first. A runner that was never
+		// started (its image never pulled) ends as ContainerStatusUnknown.
+		return deadlineReason, true
 	case lostReason != "":
 		return lostReason, true
 	case waiting || !failed:
@@ -163,11 +172,8 @@ func verdict(job *batchv1.Job, pods []corev1.Pod) (reason string, decided bool) 
 		// Its pod is gone (deleted, drained), but not before the Job
 		// controller read how the runner ended.
 		return "", true
-	case hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded),
-		// The controller sets FailureTarget first and Failed only once the
-		// pods are gone, so the reaper can see the first alone.
-		hasConditionReason(job, batchv1.JobFailureTarget, batchv1.JobReasonDeadlineExceeded):
-		return "the build exceeded its deadline", true
+	case deadlineExceeded(job):
+		return deadlineReason, true
 	default:
 		return "the build pod disappeared (node lost?)", true
 	}
@@ -197,10 +203,28 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 	if !started {
 		return "the build's Job was deleted while no runner of it was running"
 	}
-	if reason, decided := verdict(job, pods); decided {
+	if reason, decided := verdict(job, pods, time.Now()); decided {
 		return reason
 	}
 	return ""
+}
+
+const deadlineReason = "the build exceeded its deadline"
+
+// deadlineExceeded reports whether the Job controller failed the Job for
+// its activeDeadlineSeconds. It sets FailureTarget first and Failed only
+// once the pods are gone, so the reaper can see the first alone.
+func deadlineExceeded(job *batchv1.Job) bool {
+	return hasConditionReason(job, batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded) ||
+		hasConditionReason(job, batchv1.JobFailureTarget, batchv1.JobReasonDeadlineExceeded)
+}
+
+// deadlinePassed reports whether the Job has been active for its
+// activeDeadlineSeconds, the controller's own rule, before the controller
+// has said so.
+func deadlinePassed(job *batchv1.Job, now time.Time) bool {
+	ads, start := job.Spec.ActiveDeadlineSeconds, job.Status.StartTime
+	return ads != nil && start != nil && !now.Before(start.Add(time.Duration(*ads)*time.Second))
 }
 
 // exitedReported reports whether the Job failed by reportedExitPolicy: its

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -157,6 +158,33 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 			Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
 	})
 
+	// A runner that never started (its image never pulled) when the
+	// deadline's pod deletion reaches the kubelet: the kill is the
+	// deadline's, whether the controller has written its condition yet
+	// (deadline-3) or not (deadline-4, past its activeDeadlineSeconds).
+	// Seen on a real node: "killed: ContainerStatusUnknown (exit 137)".
+	neverStarted := submitJob(t, ex, env, ns, "deadline-3")
+	env.PodOf(t, neverStarted, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
+	updateJobStatus(t, env.Kube, ns, neverStarted.Name, func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		s.StartTime = &now
+		s.Conditions = append(s.Conditions, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue,
+			Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
+	})
+	beforeCondition := submitJob(t, ex, env, ns, "deadline-4")
+	env.PodOf(t, beforeCondition, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
+	updateJobStatus(t, env.Kube, ns, beforeCondition.Name, func(s *batchv1.JobStatus) {
+		started := metav1.NewTime(time.Now().Add(-time.Duration(*beforeCondition.Spec.ActiveDeadlineSeconds+1) * time.Second))
+		s.StartTime = &started
+	})
+	// The same kill inside the deadline is no deadline's.
+	killed := submitJob(t, ex, env, ns, "killed-1")
+	env.PodOf(t, killed, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
+	updateJobStatus(t, env.Kube, ns, killed.Name, func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		s.StartTime = &now
+	})
+
 	got := map[string]string{}
 	for _, l := range reap(t, ex) {
 		got[l.BuildJobID] = l.Reason
@@ -167,6 +195,9 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 		"nopod-1":    "the build pod disappeared (node lost?)",
 		"deadline-1": "the build exceeded its deadline",
 		"deadline-2": "the build exceeded its deadline",
+		"deadline-3": "the build exceeded its deadline",
+		"deadline-4": "the build exceeded its deadline",
+		"killed-1":   "the build container was killed: ContainerStatusUnknown (exit 137)",
 	}
 	for id, reason := range want {
 		if got[id] != reason {
