@@ -24,6 +24,7 @@ import (
 // namespace, under the node-side seccomp profile) builds and pushes, and
 // Pod Security baseline admits the pod but for the test-only host network.
 func TestBuildKitBackendBuildsRootlessInABaselineNamespace(t *testing.T) {
+	exclusive(t)
 	ctx := context.Background()
 	importBuildKitImage(t)
 	installSeccompProfile(t)

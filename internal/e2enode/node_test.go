@@ -5,6 +5,7 @@ package e2enode
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 // completes with the dind sidecar stopped, and the TTL controller and the
 // garbage collector remove the Job, its pod and its Secret.
 func TestPushBuildsOnTheNodeAndTTLCleansUp(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "success")
 	b := d.push(t, quickApp)
 
@@ -121,6 +123,7 @@ func TestPushBuildsOnTheNodeAndTTLCleansUp(t *testing.T) {
 // period, nothing of the build runs on the node any more, and the runner's
 // own terminal status arrives second and is kept out.
 func TestDeleteMidBuildStopsThePod(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "cancel")
 	b := d.push(t, slowApp())
 	waitLog(t, b.id, "sleep", 4*time.Minute)
@@ -160,6 +163,7 @@ func TestDeleteMidBuildStopsThePod(t *testing.T) {
 // A second push to the branch cancels the first build's pod for real, and
 // the second build then succeeds on the same node.
 func TestSupersedeCancelsThePod(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "supersede")
 	first := d.push(t, slowApp())
 	d.waitPod(t, first.id, 4*time.Minute, "first build's builder running", builderRunning)
@@ -190,7 +194,7 @@ func TestDeadlineEndsInOneFailed(t *testing.T) {
 	// nothing but the deadline can end the build.
 	t.Parallel()
 	d := startDispatch(t, "deadline", "BUILD_TIMEOUT=10s", "K8S_JOB_DEADLINE_MARGIN=1m",
-		"RUNNER_IMAGE=af-builder.test/runner:absent", halfCPU)
+		"RUNNER_IMAGE=af-builder.test/runner:absent", littleCPU)
 	b := d.push(t, quickApp)
 	job, err := d.job(context.Background(), b.job)
 	if err != nil || job == nil || job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != 70 {
@@ -218,6 +222,7 @@ func TestDeadlineEndsInOneFailed(t *testing.T) {
 // longer than BUILD_TIMEOUT ends in one FAILED from the runner that names
 // the limit, and the reaper adds nothing when the Job then fails.
 func TestBuildTimeoutEndsInOneFailedFromTheRunner(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "timeout", "BUILD_TIMEOUT=12s", "K8S_JOB_DEADLINE_MARGIN=1m")
 	b := d.push(t, slowApp())
 	term := waitTerminal(t, b.id, 3*time.Minute)
@@ -245,6 +250,7 @@ func TestBuildTimeoutEndsInOneFailedFromTheRunner(t *testing.T) {
 // the reaper reads the container's exit from the pod and sends one
 // FAILED/infrastructure.
 func TestKilledRunnerIsReaped(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "killed")
 	b := d.push(t, slowApp())
 	waitLog(t, b.id, "sleep", 4*time.Minute)
@@ -274,6 +280,7 @@ func TestKilledRunnerIsReaped(t *testing.T) {
 // gone, as a minute-long REAP_INTERVAL would in production (a round every
 // 2 s may still see the pod's exit, and pass without the policy).
 func TestPodDeletedMidBuildIsReportedOnceByItsRunner(t *testing.T) {
+	exclusive(t)
 	d := startDispatch(t, "drained", "REAP_INTERVAL=0")
 	b := d.push(t, slowApp())
 	waitLog(t, b.id, "sleep", 4*time.Minute)
@@ -322,7 +329,7 @@ func TestPodDeletedMidBuildIsReportedOnceByItsRunner(t *testing.T) {
 // infrastructure, within its engine timeout.
 func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 	t.Parallel()
-	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind, halfCPU)
+	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind, littleCPU)
 	b := d.push(t, quickApp)
 	d.waitPod(t, b.id, 2*time.Minute, "builder running", builderRunning)
 	started := time.Now()
@@ -343,11 +350,24 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 	}
 }
 
-// halfCPU lets the two slow tests (a 70 s deadline, a 2 m engine timeout)
-// share the two-CPU node: each pod asks for 0.6 CPU instead of 1.1. They
-// wait out timers and need no clone token, so they run in parallel with
-// each other, after the others.
-const halfCPU = "DIND_CPU_REQUEST=500m"
+// littleCPU lets the two slow tests (a 70 s deadline, a 2 m engine
+// timeout), which wait out timers and build nothing, run beside the others
+// on the two-CPU node: their pods ask for 0.2 CPU each, where a build pod
+// asks for 1.1, so both fit with one build pod at a time.
+const littleCPU = "DIND_CPU_REQUEST=100m"
+
+// nodeLock lets one build pod at a time onto the node: the tests that
+// build take it (exclusive), the timer-bound ones run beside them.
+var nodeLock sync.Mutex
+
+// exclusive runs the test in parallel with the timer-bound tests but
+// alone among the tests that build, until its cleanup (its own cleanups,
+// registered later, run first).
+func exclusive(t *testing.T) {
+	t.Parallel()
+	nodeLock.Lock()
+	t.Cleanup(nodeLock.Unlock)
+}
 
 func hasCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
 	return condition(j, c).Type == c
