@@ -138,25 +138,13 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	setFinished(t, env.Kube, ns, vanished.Name, false)
 
 	deadline := submitJob(t, ex, env, ns, "deadline-1")
-	updateJobStatus(t, env.Kube, ns, deadline.Name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
-		cond := func(tp batchv1.JobConditionType) batchv1.JobCondition {
-			return batchv1.JobCondition{Type: tp, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now}
-		}
-		s.Conditions = append(s.Conditions, cond(batchv1.JobFailureTarget), cond(batchv1.JobFailed))
-	})
+	updateJobStatus(t, env.Kube, ns, deadline.Name, startedNow(batchv1.JobFailureTarget, batchv1.JobFailed))
 
 	// The Job controller's state while it stops the pods after the
 	// deadline: FailureTarget set, Failed not yet (seen on a real node,
 	// where the pod was gone before Failed appeared).
 	stopping := submitJob(t, ex, env, ns, "deadline-2")
-	updateJobStatus(t, env.Kube, ns, stopping.Name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
-		s.Conditions = append(s.Conditions, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue,
-			Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
-	})
+	updateJobStatus(t, env.Kube, ns, stopping.Name, startedNow(batchv1.JobFailureTarget))
 
 	// A runner that never started (its image never pulled) when the
 	// deadline's pod deletion reaches the kubelet: the kill is the
@@ -165,12 +153,7 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	// Seen on a real node: "killed: ContainerStatusUnknown (exit 137)".
 	neverStarted := submitJob(t, ex, env, ns, "deadline-3")
 	env.PodOf(t, neverStarted, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
-	updateJobStatus(t, env.Kube, ns, neverStarted.Name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
-		s.Conditions = append(s.Conditions, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue,
-			Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
-	})
+	updateJobStatus(t, env.Kube, ns, neverStarted.Name, startedNow(batchv1.JobFailureTarget))
 	beforeCondition := submitJob(t, ex, env, ns, "deadline-4")
 	env.PodOf(t, beforeCondition, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
 	updateJobStatus(t, env.Kube, ns, beforeCondition.Name, func(s *batchv1.JobStatus) {
@@ -180,10 +163,7 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	// The same kill inside the deadline is no deadline's.
 	killed := submitJob(t, ex, env, ns, "killed-1")
 	env.PodOf(t, killed, kubetest.Terminated(BuilderContainer, 137, "ContainerStatusUnknown"))
-	updateJobStatus(t, env.Kube, ns, killed.Name, func(s *batchv1.JobStatus) {
-		now := metav1.Now()
-		s.StartTime = &now
-	})
+	updateJobStatus(t, env.Kube, ns, killed.Name, startedNow())
 
 	got := map[string]string{}
 	for _, l := range reap(t, ex) {
@@ -206,6 +186,19 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("Reap = %v, want exactly %v", got, want)
+	}
+}
+
+// startedNow is a Job status started now, with the Job controller's
+// conditions for a passed deadline (none: the deadline not passed).
+func startedNow(deadlineConditions ...batchv1.JobConditionType) func(*batchv1.JobStatus) {
+	return func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		s.StartTime = &now
+		for _, tp := range deadlineConditions {
+			s.Conditions = append(s.Conditions, batchv1.JobCondition{Type: tp, Status: corev1.ConditionTrue,
+				Reason: batchv1.JobReasonDeadlineExceeded, LastProbeTime: now, LastTransitionTime: now})
+		}
 	}
 }
 
