@@ -47,7 +47,7 @@ const (
 
 // The repositories the tests push to, one per test so that builds of one
 // test never meet another's.
-var repos = []string{"success", "cancel", "supersede", "deadline", "timeout", "killed", "nodind", "buildkit", "unscheduled", "drained"}
+var repos = []string{"success", "cancel", "supersede", "deadline", "timeout", "killed", "nodind", "buildkit", "unscheduled", "drained", "unstartable"}
 
 // suite is everything the tests share: one node, one registry, one git
 // server, the GitHub App API stand-in and the platform API stand-in, all on

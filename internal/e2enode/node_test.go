@@ -218,6 +218,36 @@ func TestDeadlineEndsInOneFailed(t *testing.T) {
 	}
 }
 
+// A runner image the node cannot have (here: absent, with pulls off as
+// on this node; on a cluster: a typo, a missing pull secret) would hold
+// the build until the Job's deadline. After K8S_START_TIMEOUT the reaper
+// reports one FAILED that names the container and the kubelet's reason,
+// and deletes the Job.
+func TestUnstartableRunnerFailsAfterTheStartTimeout(t *testing.T) {
+	t.Parallel()
+	const image = "af-builder.test/runner:absent"
+	d := startDispatch(t, "unstartable", "RUNNER_IMAGE="+image, "K8S_START_TIMEOUT=5s", littleCPU)
+	b := d.push(t, quickApp)
+	term := waitTerminal(t, b.id, 2*time.Minute)
+	msg := str(term.Payload["errorMessage"])
+	if term.Status != "FAILED" || term.Payload["errorClass"] != "infrastructure" ||
+		!strings.Contains(msg, "could not start its builder container") || !strings.Contains(msg, image) {
+		t.Errorf("build ended %s (%v): %s; want FAILED, infrastructure, naming the builder container and its image", term.Status, term.Payload["errorClass"], msg)
+	}
+	if took := term.At.Sub(b.pushed); took > time.Minute {
+		t.Errorf("FAILED %s after the push; the start timeout is 5 s and the reaper runs every 2 s", took)
+	}
+	waitGone(t, "job "+b.job, time.Minute, func(ctx context.Context) (bool, error) {
+		j, err := d.job(ctx, b.job)
+		return j != nil, err
+	})
+	time.Sleep(6 * time.Second) // three more reaper rounds
+	if ts := terminals(b.id); len(ts) != 1 {
+		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
+	}
+	t.Logf("FIGURES push->FAILED (start timeout 5s) %s: %s", term.At.Sub(b.pushed).Round(100*time.Millisecond), msg)
+}
+
 // The runner's own time limit, which the Job's deadline backs up: a build
 // longer than BUILD_TIMEOUT ends in one FAILED from the runner that names
 // the limit, and the reaper adds nothing when the Job then fails.

@@ -62,6 +62,12 @@ type Config struct {
 	// activeDeadlineSeconds: the runner enforces the timeout itself and
 	// reports it; the deadline is the backstop for a runner that cannot.
 	DeadlineMargin time.Duration `env:"K8S_JOB_DEADLINE_MARGIN, default=10m"`
+	// StartTimeout is how long a build pod may wait for a container that
+	// cannot start (its image cannot be pulled, its Secret is missing)
+	// before the reaper reports the build FAILED and deletes its Job, where
+	// the Job's deadline would come only after BUILD_TIMEOUT. Slow pulls
+	// are not counted, only failed ones.
+	StartTimeout time.Duration `env:"K8S_START_TIMEOUT, default=5m"`
 	// TerminationGracePeriod is what the runner gets after SIGTERM to send
 	// its terminal callback, retries included.
 	TerminationGracePeriod time.Duration `env:"K8S_TERMINATION_GRACE_PERIOD, default=2m"`
@@ -155,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeadlineMargin < time.Minute {
 		bad("K8S_JOB_DEADLINE_MARGIN", "must be at least 1m, or the deadline can kill a runner that is reporting a timeout")
+	}
+	if c.StartTimeout <= 0 {
+		bad("K8S_START_TIMEOUT", "must be positive")
 	}
 	if c.TerminationGracePeriod < minTerminationGrace {
 		bad("K8S_TERMINATION_GRACE_PERIOD", "must be at least %s: after SIGTERM the runner stops its build and then takes up to %s to deliver its final callback", minTerminationGrace, contract.ShutdownReportBudget)

@@ -63,13 +63,14 @@ func TestConfigValidationNamesEveryProblem(t *testing.T) {
 	cfg.RunnerCPURequest = "2"
 	cfg.ImagePullPolicy = "Sometimes"
 	cfg.TerminationGracePeriod = time.Second
+	cfg.StartTimeout = 0
 	cfg.NodeSelector = map[string]string{"ok": "bad value"}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("accepted")
 	}
 	for _, want := range []string{"K8S_NAMESPACE", "DIND_MEMORY_LIMIT", "cpu request 2 exceeds its limit 1",
-		"K8S_IMAGE_PULL_POLICY", "K8S_TERMINATION_GRACE_PERIOD", "K8S_NODE_SELECTOR"} {
+		"K8S_IMAGE_PULL_POLICY", "K8S_TERMINATION_GRACE_PERIOD", "K8S_START_TIMEOUT", "K8S_NODE_SELECTOR"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}

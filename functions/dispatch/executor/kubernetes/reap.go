@@ -99,7 +99,21 @@ func (e *Executor) Reap(ctx context.Context) ([]executor.Lost, error) {
 			}
 			continue
 		}
-		reason, decided := verdict(job, ownedPods(pods[job.Labels[LabelBuildID]], job.UID), time.Now())
+		owned := ownedPods(pods[job.Labels[LabelBuildID]], job.UID)
+		if reason := cannotStart(owned, time.Now(), e.cfg.StartTimeout); reason != "" && JobState(job) != executor.StateFailed {
+			marked, err := e.markReaped(ctx, job)
+			if err != nil {
+				return lost, fmt.Errorf("reap build %s: %w", id, err)
+			}
+			if marked {
+				// Its runner never ran, so nothing else would end the
+				// build before the Job's deadline (BUILD_TIMEOUT and more).
+				e.deleteJob(ctx, job)
+				lost = append(lost, executor.Lost{BuildJobID: id, Reason: reason, CallbackURL: callbackURL(job)})
+			}
+			continue
+		}
+		reason, decided := verdict(job, owned, time.Now())
 		if !decided {
 			continue
 		}
@@ -194,11 +208,7 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 	}
 	started := false
 	for i := range pods {
-		for _, cs := range pods[i].Status.ContainerStatuses {
-			if cs.Name == BuilderContainer && (cs.State.Running != nil || cs.State.Terminated != nil) {
-				started = true
-			}
-		}
+		started = started || builderStarted(&pods[i])
 	}
 	if !started {
 		return "the build's Job was deleted while no runner of it was running"
@@ -207,6 +217,44 @@ func deletedVerdict(job *batchv1.Job, pods []corev1.Pod) (reason string) {
 		return reason
 	}
 	return ""
+}
+
+// startFailures are the reasons a container waits that only a change to
+// the cluster ends: its image cannot be pulled (absent, misnamed, no pull
+// secret), or its configuration (a Secret, a volume) cannot be made. The
+// kubelet keeps retrying them until the Job's deadline.
+var startFailures = []string{"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+	"CreateContainerConfigError", "CreateContainerError"}
+
+// cannotStart explains why a build pod's runner has not started timeout
+// after the kubelet took the pod: the runner's container, or a sidecar it
+// starts after, waits for one of startFailures. Empty while that is not so.
+func cannotStart(pods []corev1.Pod, now time.Time, timeout time.Duration) string {
+	for i := range pods {
+		pod := &pods[i]
+		if pod.DeletionTimestamp != nil || pod.Status.StartTime == nil || now.Sub(pod.Status.StartTime.Time) < timeout || builderStarted(pod) {
+			continue
+		}
+		for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+			if w := cs.State.Waiting; w != nil && slices.Contains(startFailures, w.Reason) {
+				msg := w.Message
+				if len(msg) > 300 {
+					msg = msg[:300] + "..."
+				}
+				return fmt.Sprintf("the build pod could not start its %s container in %s: %s", cs.Name, timeout, joinNonEmpty(w.Reason, msg))
+			}
+		}
+	}
+	return ""
+}
+
+func builderStarted(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == BuilderContainer && (cs.State.Running != nil || cs.State.Terminated != nil) {
+			return true
+		}
+	}
+	return false
 }
 
 const deadlineReason = "the build exceeded its deadline"

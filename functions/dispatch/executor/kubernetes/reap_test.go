@@ -189,6 +189,63 @@ func TestReapExplainsEachWayARunnerIsLost(t *testing.T) {
 	}
 }
 
+// A build pod whose runner cannot start (its image cannot be pulled, or
+// the dind sidecar's) would wait for the Job's deadline, BUILD_TIMEOUT and
+// more: after K8S_START_TIMEOUT the reaper reports it FAILED, naming the
+// container and the kubelet's reason, and deletes the Job. A pull still
+// under way, or a failed one younger than the timeout, is left alone.
+func TestReapFailsABuildWhosePodCannotStart(t *testing.T) {
+	t.Parallel()
+	ex, env, ns := newTestExecutor(t)
+	waiting := func(reason, msg string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+	}
+	podStarted := func(ago time.Duration, dind, builder corev1.ContainerState) corev1.PodStatus {
+		started := metav1.NewTime(time.Now().Add(-ago))
+		return corev1.PodStatus{Phase: corev1.PodPending, StartTime: &started,
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: DindContainer, Image: "dind", State: dind}},
+			ContainerStatuses:     []corev1.ContainerStatus{{Name: BuilderContainer, Image: "runner", State: builder}},
+		}
+	}
+	dindUp := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+	old := ex.cfg.StartTimeout + time.Minute
+	backOff := waiting("ImagePullBackOff", `Back-off pulling image "ghcr.io/af/runner:absent"`)
+
+	env.PodOf(t, submitJob(t, ex, env, ns, "pull-1"), podStarted(old, dindUp, backOff))
+	env.PodOf(t, submitJob(t, ex, env, ns, "sidecar-1"), podStarted(old,
+		waiting("ErrImagePull", `pull access denied for docker, repository does not exist`), waiting("PodInitializing", "")))
+	env.PodOf(t, submitJob(t, ex, env, ns, "young-1"), podStarted(ex.cfg.StartTimeout-time.Minute, dindUp, backOff))
+	env.PodOf(t, submitJob(t, ex, env, ns, "slow-1"), podStarted(old, dindUp, waiting("ContainerCreating", "")))
+
+	got := map[string]string{}
+	for _, l := range reap(t, ex) {
+		got[l.BuildJobID] = l.Reason
+	}
+	want := map[string]string{
+		"pull-1":    `the build pod could not start its builder container in 5m0s: ImagePullBackOff (Back-off pulling image "ghcr.io/af/runner:absent")`,
+		"sidecar-1": `the build pod could not start its dind container in 5m0s: ErrImagePull (pull access denied for docker, repository does not exist)`,
+	}
+	for id, reason := range want {
+		if got[id] != reason {
+			t.Errorf("%s: Reason = %q, want %q", id, got[id], reason)
+		}
+		if !jobGone(t, env, ns, JobName(id)) {
+			t.Errorf("%s's Job is still there: its runner could start and report a second time", id)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("Reap = %v, want exactly %v", got, want)
+	}
+	for _, id := range []string{"young-1", "slow-1"} {
+		if reaped(t, env, ns, id) {
+			t.Errorf("%s was reaped: its pod may still start", id)
+		}
+	}
+	if again := reap(t, ex); len(again) != 0 {
+		t.Errorf("second Reap = %+v, want nothing", again)
+	}
+}
+
 // startedNow is a Job status started now, with the Job controller's
 // conditions for a passed deadline (none: the deadline not passed).
 func startedNow(deadlineConditions ...batchv1.JobConditionType) func(*batchv1.JobStatus) {
