@@ -30,7 +30,8 @@ const ReleaseTimeout = 10 * time.Minute
 
 // Reap finds the builds whose runner ended without reporting: Jobs that
 // failed, or whose builder container has terminated, and that are not yet
-// marked, and Jobs someone deleted before their runner started. Each one is
+// marked, Jobs someone deleted before their runner started, and Jobs whose
+// runner cannot start (StartTimeout; those it deletes). Each one is
 // marked with a patch that carries the Job's resourceVersion, so of two
 // dispatch instances reaping at once only one reports it; a Job that
 // changed meanwhile is simply looked at next time. Builds whose runner did
@@ -239,7 +240,7 @@ func cannotStart(pods []corev1.Pod, now time.Time, timeout time.Duration) string
 			if w := cs.State.Waiting; w != nil && slices.Contains(startFailures, w.Reason) {
 				msg := w.Message
 				if len(msg) > 300 {
-					msg = msg[:300] + "..."
+					msg = strings.ToValidUTF8(msg[:300], "") + "..."
 				}
 				return fmt.Sprintf("the build pod could not start its %s container in %s: %s", cs.Name, timeout, joinNonEmpty(w.Reason, msg))
 			}
