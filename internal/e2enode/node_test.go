@@ -380,10 +380,10 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 	}
 }
 
-// littleCPU lets the two slow tests (a 70 s deadline, a 2 m engine
-// timeout), which wait out timers and build nothing, run beside the others
+// littleCPU lets the tests that wait out timers and build nothing (a 70 s
+// deadline, a 2 m engine timeout, the start timeout) run beside the others
 // on the two-CPU node: their pods ask for 0.2 CPU each, where a build pod
-// asks for 1.1, so both fit with one build pod at a time.
+// asks for 1.1, so all fit with one build pod at a time.
 const littleCPU = "DIND_CPU_REQUEST=100m"
 
 // nodeLock lets one build pod at a time onto the node: the tests that
