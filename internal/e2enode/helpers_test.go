@@ -153,6 +153,13 @@ func builderRunning(p *corev1.Pod) bool {
 	return s.Running != nil
 }
 
+func builderStartedAt(p *corev1.Pod) time.Time {
+	if s, _ := containerState(p, kubernetes.BuilderContainer); s.Running != nil {
+		return s.Running.StartedAt.Time
+	}
+	return time.Time{}
+}
+
 // waitLog waits for a RUNNING update of the build whose log contains s.
 func waitLog(t *testing.T, id, s string, timeout time.Duration) {
 	t.Helper()

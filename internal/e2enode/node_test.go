@@ -361,8 +361,17 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 	t.Parallel()
 	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind, littleCPU)
 	b := d.push(t, quickApp)
-	d.waitPod(t, b.id, 2*time.Minute, "builder running", builderRunning)
+	// Usually seconds; once, in CI beside the other tests, about two
+	// minutes, cause not known yet: the figures below say which step.
+	pod := d.waitPod(t, b.id, 4*time.Minute, "builder running", builderRunning)
 	started := time.Now()
+	since := func(at time.Time) time.Duration { return at.Sub(b.pushed).Round(100 * time.Millisecond) }
+	var podStart time.Time
+	if pod.Status.StartTime != nil {
+		podStart = pod.Status.StartTime.Time
+	}
+	t.Logf("FIGURES after the push: pod created %s, on the node %s, builder running %s (seen %s)",
+		since(pod.CreationTimestamp.Time), since(podStart), since(builderStartedAt(pod)), since(started))
 	term := waitTerminal(t, b.id, 4*time.Minute)
 	msg := str(term.Payload["errorMessage"])
 	if term.Status != "FAILED" || term.Payload["failedPhase"] != "engine" || term.Payload["errorClass"] != "infrastructure" {
