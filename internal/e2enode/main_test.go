@@ -194,7 +194,9 @@ func neverReadyDind() (kubenode.Image, error) {
 		return kubenode.Image{}, err
 	}
 	files = append(files, kubenode.TextFile("/usr/local/bin/dockerd",
-		"#!/bin/sh\necho \"dockerd $*: stuck, never listening\"\nexec sleep 2147483647\n", 0o755))
+		// It stops on SIGTERM, as dockerd does: a sleep as PID 1 ignores
+		// it, and the pod would then wait out its 2-minute grace period.
+		"#!/bin/sh\necho \"dockerd $*: stuck, never listening\"\ntrap 'exit 143' TERM INT\nsleep 2147483647 &\nwait\n", 0o755))
 	return kubenode.Image{
 		Name:  brokenDind,
 		Files: files,
