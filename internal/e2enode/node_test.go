@@ -361,9 +361,7 @@ func TestDindNeverReadyFailsInPhaseEngine(t *testing.T) {
 	t.Parallel()
 	d := startDispatch(t, "nodind", "DIND_IMAGE="+brokenDind, littleCPU)
 	b := d.push(t, quickApp)
-	// Usually seconds; once, in CI beside the other tests, about two
-	// minutes, cause not known yet: the figures below say which step.
-	pod := d.waitPod(t, b.id, 4*time.Minute, "builder running", builderRunning)
+	pod := d.waitPod(t, b.id, 2*time.Minute, "builder running", builderRunning)
 	started := time.Now()
 	since := func(at time.Time) time.Duration { return at.Sub(b.pushed).Round(100 * time.Millisecond) }
 	var podStart time.Time
