@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-build bench-dispatch bench-overhead clean lambda image fuzz
+.PHONY: all build test unit e2e e2e-node sample demo lint deps deps-race kube buildkitd bench bench-build bench-dispatch bench-overhead clean lambda image fuzz test-engine-28
 
 all: build
 
@@ -58,6 +58,14 @@ e2e-node:
 	# -parallel above the number of tests: the tests that build wait for the
 	# node among themselves (exclusive), not for a slot the timer-bound ones hold.
 	$(GO) test -tags e2enode -p 1 -parallel 16 -count=1 -v -timeout 30m ./internal/testinfra/kubenode/ ./internal/e2enode/
+
+# The docker backend's shared suite on a current Docker Engine (dockerd
+# 28.5.2, API 1.51, built once from the Go module proxy by tools/dockerd),
+# where `make test` has Debian's 20.10, which takes no COPY --link. Not in
+# .ci/run: a cold build of dockerd takes 8-13 minutes.
+test-engine-28: deps
+	PATH="$$(dirname "$$(bash tools/dockerd/build.sh)"):$$PATH" AF_TEST_DOCKERD_VERSION=28.5.2 \
+		$(GO) test -count=1 -v -run 'TestBuilderSuite|TestCarriedMounts' ./runner/engine/
 
 # The whole system on this machine: a signed push webhook into dispatch (local
 # executor), a build pushed to a local registry, the image run and asked for its

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -51,6 +52,7 @@ func registryWithBase(ctx context.Context, t *testing.T) (*registry.Registry, st
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireEngineVersion(ctx, t, seed.Host())
 	err = pushBusybox(ctx, seed.Host(), base, reg)
 	if serr := seed.Stop(); serr != nil {
 		t.Error(serr)
@@ -110,4 +112,29 @@ func pushBusybox(ctx context.Context, host, ref string, reg *registry.Registry) 
 		}
 	}
 	return nil
+}
+
+// requireEngineVersion fails the test unless the engine at host is the one
+// AF_TEST_DOCKERD_VERSION names, when set: `make test-engine-28` puts a
+// newer dockerd first on PATH, and the suite, which adapts to what the
+// daemon takes, would otherwise pass just as well on Debian's 20.10.
+func requireEngineVersion(ctx context.Context, t *testing.T, host string) {
+	t.Helper()
+	want := os.Getenv("AF_TEST_DOCKERD_VERSION")
+	if want == "" {
+		return
+	}
+	c, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v, err := c.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != want {
+		t.Fatalf("the tests' dockerd is %s (API %s), AF_TEST_DOCKERD_VERSION wants %s", v.Version, v.APIVersion, want)
+	}
+	t.Logf("engine %s, API %s", v.Version, v.APIVersion)
 }
