@@ -237,14 +237,8 @@ func TestUnstartableRunnerFailsAfterTheStartTimeout(t *testing.T) {
 	if took := term.At.Sub(b.pushed); took > time.Minute {
 		t.Errorf("FAILED %s after the push; the start timeout is 5 s and the reaper runs every 2 s", took)
 	}
-	waitGone(t, "job "+b.job, time.Minute, func(ctx context.Context) (bool, error) {
-		j, err := d.job(ctx, b.job)
-		return j != nil, err
-	})
-	time.Sleep(6 * time.Second) // three more reaper rounds
-	if ts := terminals(b.id); len(ts) != 1 {
-		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
-	}
+	d.waitJobGone(t, b)
+	stillOneTerminal(t, b.id)
 	t.Logf("FIGURES push->FAILED (start timeout 5s) %s: %s", term.At.Sub(b.pushed).Round(100*time.Millisecond), msg)
 }
 
@@ -406,6 +400,24 @@ func exclusive(t *testing.T) {
 	t.Cleanup(nodeLock.Unlock)
 }
 
+func (d *dispatch) waitJobGone(t *testing.T, b build) {
+	t.Helper()
+	waitGone(t, "job "+b.job, time.Minute, func(ctx context.Context) (bool, error) {
+		j, err := d.job(ctx, b.job)
+		return j != nil, err
+	})
+}
+
+// stillOneTerminal checks, three reaper rounds (2 s each) later, that the
+// build still has exactly one terminal callback.
+func stillOneTerminal(t *testing.T, id string) {
+	t.Helper()
+	time.Sleep(6 * time.Second)
+	if ts := terminals(id); len(ts) != 1 {
+		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
+	}
+}
+
 func hasCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
 	return condition(j, c).Type == c
 }
@@ -449,16 +461,10 @@ func TestJobDeletedBeforeItsRunnerStartsIsReportedOnce(t *testing.T) {
 	if term.Status != "FAILED" || term.Payload["errorClass"] != "infrastructure" || !strings.Contains(msg, "Job was deleted while no runner of it was running") {
 		t.Errorf("build ended %s (%v): %s; want FAILED, infrastructure, saying the Job was deleted while no runner ran", term.Status, term.Payload["errorClass"], msg)
 	}
-	waitGone(t, "job "+b.job, time.Minute, func(ctx context.Context) (bool, error) {
-		j, err := d.job(ctx, b.job)
-		return j != nil, err
-	})
+	d.waitJobGone(t, b)
 	waitGone(t, "pod of "+b.id, time.Minute, func(ctx context.Context) (bool, error) {
 		p, err := d.pod(ctx, b.id)
 		return p != nil, err
 	})
-	time.Sleep(6 * time.Second) // three more reaper rounds
-	if ts := terminals(b.id); len(ts) != 1 {
-		t.Errorf("%d terminal callbacks, want exactly one", len(ts))
-	}
+	stillOneTerminal(t, b.id)
 }
