@@ -62,7 +62,7 @@ e2e-node:
 # The docker backend's shared suite on a current Docker Engine (dockerd
 # 28.5.2, API 1.51, built once from the Go module proxy by tools/dockerd),
 # where `make test` has Debian's 20.10, which takes no COPY --link. Not in
-# .ci/run: a cold build of dockerd takes 8-13 minutes.
+# .ci/run: a cold build of dockerd took 13 minutes beside a CI run.
 test-engine-28: deps
 	PATH="$$(dirname "$$(bash tools/dockerd/build.sh)"):$$PATH" AF_TEST_DOCKERD_VERSION=28.5.2 \
 		$(GO) test -count=1 -v -run 'TestBuilderSuite|TestCarriedMounts' ./runner/engine/

@@ -9,8 +9,8 @@
 # github.com/docker/docker has no go.mod, only vendor.mod (its build turns
 # that into go.mod), and module zips carry no vendor/ tree: so this copies
 # the module's source, makes vendor.mod its go.mod and builds cmd/dockerd
-# with the dependencies from the module proxy. About 8 minutes on two idle
-# cores; when the binary exists it does nothing (--force rebuilds).
+# with the dependencies from the module proxy. 13 minutes cold on two cores
+# beside a CI run; when the binary exists it does nothing (--force rebuilds).
 #
 #   tools/dockerd/build.sh          # build if missing, print the binary's path
 set -euo pipefail
